@@ -1,0 +1,60 @@
+# Two commands matter: `make demo` and `make test`. Both set up from nothing and skip
+# what is already done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_ENV := DJANGO_DEBUG=true
+PG_BIN := /usr/lib/postgresql/15/bin
+
+.PHONY: demo test test-postgres setup browser lint format lock bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed (see .python-version)"'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# Browser tests drive Debian's Chromium; in CI a missing browser is installed, and a
+# browser that still cannot be had fails the run (tests/e2e/conftest.py).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$${CI:-}" = "true" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+# The database tests against a throwaway PostgreSQL 15 cluster (started and removed here).
+test-postgres: setup
+	@dir=$$(mktemp -d /tmp/thena-pg.XXXXXX); chown postgres "$$dir" 2>/dev/null; \
+	run() { if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- "$$@"; else "$$@"; fi; }; \
+	run $(PG_BIN)/initdb -D "$$dir/data" -A trust -U postgres >/dev/null && \
+	run $(PG_BIN)/pg_ctl -D "$$dir/data" -o "-c listen_addresses=127.0.0.1 -p 5433 -k $$dir" -w -l "$$dir/log" start >/dev/null && \
+	DATABASE_URL=postgres://postgres@127.0.0.1:5433/postgres $(BIN)/python -m pytest --ignore=tests/e2e; \
+	status=$$?; run $(PG_BIN)/pg_ctl -D "$$dir/data" -m fast stop >/dev/null; rm -rf "$$dir"; exit $$status
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-pin after changing pyproject.toml.
+lock: setup
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --group dev --python-version 3.12 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from tickets import views as ticket_views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="tickets:list"), name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", ticket_views.healthz, name="healthz"),
+    path("tickets/", include("tickets.urls")),
+    path("admin/", admin.site.urls),
+]
