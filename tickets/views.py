@@ -1,10 +1,18 @@
-from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
 
 from . import services
+from .audit import RequestMeta
+from .forms import TicketUpdateForm, load_snapshot, sign_snapshot
+from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
+
+DETAIL = "tickets/ticket_detail.html"
 
 
 def _int(value: str | None, default: int) -> int:
@@ -29,6 +37,159 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     )
     template = "tickets/ticket_list.html" + ("#ticket-table" if _is_partial(request) else "")
     return render(request, template, {"listing": listing})
+
+
+def _load(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
+    try:
+        return services.ticket_edit_load(user=request.user, ticket_id=ticket_id)
+    except ThenaNotFound:
+        raise Http404("No such ticket.") from None
+
+
+def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
+    template = DETAIL + ("#ticket-main" if _is_partial(request) else "")
+    can_audit = request.user.has_perm("tickets.view_auditentry")
+    context = {
+        "edit": edit,
+        "ticket": edit.ticket,
+        "form": form,
+        "conflict": conflict,
+        "can_edit": request.user.has_perm("tickets.edit_ticket"),
+        "history": services.ticket_history(ticket_id=edit.ticket_id) if can_audit else None,
+    }
+    if conflict:
+        context["conflict_rows"] = [
+            {
+                "label": field.label,
+                "original": form.display(field.name, field.original),
+                "theirs": form.display(field.name, field.theirs),
+                "yours": form.display(field.name, field.yours),
+                "choice": form[f"resolve__{field.name}"],
+            }
+            for field in conflict.fields
+        ]
+    return render(request, template, context, status=status)
+
+
+def _conflict_form(request, edit, conflict: services.Conflict) -> TicketUpdateForm:
+    """The user's input again, now measured against the ticket as Thena has it."""
+    data = request.POST.copy()
+    originals = {field.name: field.original for field in conflict.fields}
+    data["snapshot"] = sign_snapshot(conflict.fresh, originals=originals)
+    for name in originals:
+        data[f"resolve__{name}"] = "yours"
+    form = TicketUpdateForm(data, ticket=conflict.fresh, choices=edit.choices)
+    form.is_valid()
+    return form
+
+
+def _add_upstream_errors(form: TicketUpdateForm, error: ThenaValidationError) -> None:
+    for name, problems in error.field_errors.items():
+        target = name if name in form.fields else None
+        for problem in problems:
+            form.add_error(target, f"Thena says: {problem}")
+    if not error.field_errors:
+        form.add_error(None, error.user_message)
+
+
+# /tickets/<ticket_id>/
+@require_http_methods(["GET", "POST"])
+def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    if request.method == "POST" and not request.user.has_perm("tickets.edit_ticket"):
+        services.ticket_update_denied(
+            user=request.user, ticket_id=ticket_id, meta=RequestMeta.of(request)
+        )
+        raise PermissionDenied("You may view tickets but not edit them.")
+    try:
+        edit = _load(request, ticket_id)
+    except ThenaError as error:
+        return render(request, DETAIL, {"load_error": error.user_message}, status=502)
+    if request.method == "GET":
+        return _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+
+    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
+    if not form.is_valid():
+        return _page(request, edit, form)
+    try:
+        result = services.ticket_update(
+            user=request.user, edit=edit, form=form, meta=RequestMeta.of(request)
+        )
+    except services.Conflict as conflict:
+        edit = services.TicketEdit(ticket=conflict.fresh, choices=edit.choices)
+        return _page(request, edit, _conflict_form(request, edit, conflict), conflict=conflict)
+    except ThenaValidationError as error:
+        _add_upstream_errors(form, error)
+        return _page(request, edit, form)
+    except ThenaError as error:
+        form.add_error(None, error.user_message)
+        return _page(request, edit, form)
+
+    if result.nothing_changed:
+        messages.info(request, "Nothing changed, so nothing was sent to Thena.")
+    else:
+        messages.success(request, f"Saved {len(result.sent)} change(s) to Thena.")
+    if result.kept_upstream:
+        messages.warning(
+            request,
+            "Changed in Thena meanwhile and kept as they are: " + ", ".join(result.kept_upstream),
+        )
+    if not _is_partial(request):
+        return redirect("tickets:detail", ticket_id=ticket_id)
+    edit = services.TicketEdit(ticket=result.ticket, choices=edit.choices)
+    response = _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+    return trigger_client_event(response, "ticket-updated") if result.sent else response
+
+
+# /tickets/<ticket_id>/validate/?field=<name>
+@require_POST
+@permission_required("tickets.edit_ticket", raise_exception=True)
+def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    """Inline validation when the user leaves a field: the same form, no network (the
+    ticket's values come from the signed snapshot, the choices from the cache)."""
+    try:
+        snapshot = load_snapshot(request.POST.get("snapshot", ""))
+    except Exception:
+        return HttpResponse(status=204)  # stale or forged form: the real submit says so
+    if snapshot.get("id") != ticket_id:
+        raise Http404("No such ticket.")
+    ticket = {"id": ticket_id, "teamId": snapshot.get("teamId"), **snapshot["values"]}
+    form = TicketUpdateForm(
+        request.POST, ticket=ticket, choices=services.team_choices(ticket["teamId"] or "")
+    )
+    name = request.GET.get("field", "")
+    if name not in form.fields:
+        return HttpResponse(status=204)
+    form.is_valid()
+    return render(request, DETAIL + "#form-field", {"field": form[name]})
+
+
+# /tickets/<ticket_id>/history/
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    return render(
+        request,
+        DETAIL + "#history-panel",
+        {"ticket": {"id": ticket_id}, "history": services.ticket_history(ticket_id=ticket_id)},
+    )
+
+
+# /tickets/accounts/?q=
+@require_GET
+@permission_required("tickets.edit_ticket", raise_exception=True)
+def account_options(request: HttpRequest) -> HttpResponse:
+    selected = request.GET.get("accountId", "")
+    try:
+        options = services.account_search(request.GET.get("q", ""), keep=selected)
+    except ThenaError as error:
+        options, problem = [], error.user_message
+    else:
+        problem = ""
+    return render(
+        request,
+        "tickets/account_options.html",
+        {"options": options, "selected": selected, "problem": problem},
+    )
 
 
 # /healthz
