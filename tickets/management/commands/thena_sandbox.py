@@ -1,0 +1,39 @@
+from django.core.management.base import BaseCommand
+
+from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox.server import make_server
+
+
+class Command(BaseCommand):
+    help = "Serve the fake Thena API (the sandbox) over HTTP."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8001)
+        parser.add_argument("--latency-ms", type=float, default=0)
+        parser.add_argument("--fail-rate", type=float, default=0.0)
+        parser.add_argument("--rate-limit", type=int, default=None)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--api-key", default=DEMO_API_KEY)
+
+    def handle(self, *args, **options):
+        config = SandboxConfig(
+            seed=options["seed"],
+            api_key=options["api_key"],
+            latency_ms=options["latency_ms"],
+            fail_rate=options["fail_rate"],
+            rate_limit=options["rate_limit"],
+        )
+        server = make_server(SandboxApp(config), options["host"], options["port"], log=self._log)
+        host, port = server.server_address[:2]
+        self.stdout.write(f"Thena sandbox on http://{host}:{port}  (x-api-key: {config.api_key})")
+        self.stdout.write("Quit with CONTROL-C.")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            self.stdout.write("Stopped.")
+        finally:
+            server.server_close()
+
+    def _log(self, line: str) -> None:
+        self.stdout.write(line)

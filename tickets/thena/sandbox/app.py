@@ -1,0 +1,520 @@
+"""The sandbox WSGI app: routes, auth, rate limits and fault injection over a seeded world."""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from . import seed
+from .validation import ApiError, apply_patch
+
+DEMO_API_KEY = "sandbox-demo-key"
+# With no configured budget the headers still go out, with a limit nobody reaches.
+UNLIMITED = 1_000_000
+DATE_RANGES = ("1d", "2d", "1w", "2w", "3w", "4w", "1m", "3m")
+# A long benchmark over HTTP must not grow the request log without bound.
+MAX_RECORDED = 10_000
+_INVALID_JSON = object()
+_MS = timedelta(milliseconds=1)
+
+
+class SandboxConnectionDropped(Exception):
+    """Raised from the WSGI app to simulate a connection closed without an answer."""
+
+
+@dataclass
+class SandboxConfig:
+    seed: int = 1
+    api_key: str = DEMO_API_KEY
+    latency_ms: float = 0
+    fail_rate: float = 0.0
+    rate_limit: int | None = None
+    rate_window_seconds: int = 60
+    proactive_channels: tuple[str, ...] = ("email",)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    headers: dict[str, str]
+    status: int | None = None  # None while running, or when the connection was dropped
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    remote_addr: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SandboxApp:
+    """A fake Thena API (thena-api.md §8) as a thread-safe WSGI callable."""
+
+    def __init__(
+        self, config: SandboxConfig | None = None, *, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.clock = clock
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._routes = [
+            ("GET", r"/health", self._health),
+            ("GET", r"/v1/tickets", self._ticket_list),
+            ("GET", r"/v1/tickets/(?P<kind>status|priority|type|sentiment)", self._ticket_options),
+            ("GET", r"/v1/tickets/(?P<ticket_id>[^/]+)", self._ticket_get),
+            ("PATCH", r"/v1/tickets/(?P<ticket_id>[^/]+)", self._ticket_patch),
+            ("GET", r"/v1/teams", self._team_list),
+            ("GET", r"/v1/teams/(?P<team_id>[^/]+)", self._team_get),
+            ("GET", r"/v1/teams/(?P<team_id>[^/]+)/sub-teams", self._team_sub_teams),
+            ("GET", r"/v1/teams/(?P<team_id>[^/]+)/members", self._team_members),
+            ("GET", r"/v1/accounts", self._account_list),
+            ("GET", r"/v1/accounts/(?P<account_id>[^/]+)", self._account_get),
+            ("GET", r"/v1/forms", self._form_list),
+            ("GET", r"/v1/custom-field", self._custom_field_list),
+            ("GET", r"/v1/search/(?P<collection>tickets|accounts)", self._search),
+        ]
+        self._routes = [(m, re.compile(p + "/?"), h) for m, p, h in self._routes]
+        self.reset()
+
+    # Test and tooling API
+
+    def reset(self) -> None:
+        """Reseed the data and forget requests, rate counters and queued faults."""
+        with self._lock:
+            now = self.clock()
+            self._world = seed.build(self.config.seed, now)
+            stamps = (datetime.fromisoformat(t["updatedAt"]) for t in self._world.tickets.values())
+            self._last_stamp = max(stamps)
+            self._rng = random.Random(self.config.seed)
+            self._faults: list[tuple[str, int, bool]] = []
+            self._window_start = 0.0
+            self._window_used = 0
+            self.requests.clear()
+
+    def ticket(self, ticket_id: str) -> dict:
+        with self._lock:
+            return copy.deepcopy(self._world.tickets[ticket_id])
+
+    def tickets(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(list(self._world.tickets.values()))
+
+    def teams(self) -> list[dict]:
+        """All teams, the three parent teams first, then the sub-teams."""
+        with self._lock:
+            return copy.deepcopy(list(self._world.teams.values()))
+
+    def touch_ticket(self, ticket_id: str, **fields) -> dict:
+        """Change a ticket as someone else would upstream (PATCH rules; raises ApiError)."""
+        with self._lock:
+            ticket = self._world.tickets.get(ticket_id)
+            if ticket is None:
+                raise ApiError(404, f"Ticket '{ticket_id}' not found")
+            self._patch(ticket, fields)
+            return copy.deepcopy(ticket)
+
+    def fail_next(self, count: int = 1, status: int = 500) -> None:
+        """The next `count` requests answer `status` with a NestJS error body."""
+        with self._lock:
+            self._faults += [("fail", status, False)] * count
+
+    def drop_next(self, count: int = 1, *, applied: bool = False) -> None:
+        """The next `count` requests get no answer; `applied=True` first carries them out,
+        as when a reply is lost after Thena made the change."""
+        with self._lock:
+            self._faults += [("drop", 0, applied)] * count
+
+    # WSGI
+
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        length = environ.get("CONTENT_LENGTH") or "0"
+        # Read the whole body first so a kept-alive HTTP connection stays in step.
+        raw = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = _INVALID_JSON
+        headers = {
+            key[5:].lower().replace("_", "-"): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        api_key, authorization = headers.get("x-api-key"), headers.get("authorization")
+        masked = {
+            k: "***" if k in ("x-api-key", "authorization") else v for k, v in headers.items()
+        }
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        path = environ.get("PATH_INFO") or "/"
+        record = RecordedRequest(
+            method=environ["REQUEST_METHOD"],
+            path=path,
+            query=query,
+            json=None if body is _INVALID_JSON else body,
+            headers=masked,
+        )
+        request = _Request(record.method, path, query, body, environ.get("REMOTE_ADDR", ""))
+
+        with self._lock:
+            self.requests.append(record)
+            if len(self.requests) > MAX_RECORDED:
+                del self.requests[: MAX_RECORDED // 10]
+            if self._faults:
+                fault = self._faults.pop(0)
+            elif self.config.fail_rate and self._rng.random() < self.config.fail_rate:
+                fault = ("fail", 500, False)
+            else:
+                fault = None
+        if self.config.latency_ms:
+            time.sleep(self.config.latency_ms / 1000)  # outside the lock, on purpose
+
+        with self._lock:
+            if fault and fault[0] == "fail":
+                status, payload = fault[1], ApiError(fault[1], _fault_message(fault[1])).body()
+            elif not fault or fault[2]:
+                status, payload = self._handle(request, api_key, authorization)
+            if fault and fault[0] == "drop":
+                raise SandboxConnectionDropped(f"{record.method} {path}: connection dropped")
+            rate_headers = self._rate_headers(request)
+            data = json.dumps(payload).encode()
+            record.status = status
+        response_headers = [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            *rate_headers,
+        ]
+        start_response(f"{status} {HTTPStatus(status).phrase}", response_headers)
+        return [data]
+
+    # Plumbing (all under the lock)
+
+    def _handle(self, request: _Request, api_key, authorization) -> tuple[int, Any]:
+        try:
+            handler, params = self._route(request)
+            if handler != self._health:
+                key = self.config.api_key
+                # The older docs used `Authorization: Bearer` (thena-api.md §1).
+                if api_key != key and authorization != f"Bearer {key}":
+                    raise ApiError(401, "Invalid or missing API key")
+                if self._over_budget():
+                    raise ApiError(429, "ThrottlerException: Too Many Requests")
+            return 200, handler(request, **params)
+        except ApiError as error:
+            return error.status, error.body()
+
+    def _route(self, request: _Request):
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                return handler, match.groupdict()
+        raise ApiError(404, f"Cannot {request.method} {request.path}")
+
+    def _over_budget(self) -> bool:
+        now = self.clock().timestamp()
+        if now >= self._window_start + self.config.rate_window_seconds:
+            self._window_start = float(int(now))
+            self._window_used = 0
+        self._window_used += 1
+        limit = self.config.rate_limit
+        return limit is not None and self._window_used > limit
+
+    def _rate_headers(self, request: _Request) -> list[tuple[str, str]]:
+        limit = self.config.rate_limit if self.config.rate_limit is not None else UNLIMITED
+        start = self._window_start or int(self.clock().timestamp())
+        return [
+            ("X-RateLimit-Limit", str(limit)),
+            ("X-RateLimit-Remaining", str(max(0, limit - self._window_used))),
+            ("X-RateLimit-Reset", str(int(start) + self.config.rate_window_seconds)),
+            ("X-RateLimit-IP", request.remote_addr),
+            ("X-RateLimit-UserID", self._world.api_user_id),
+            ("X-RateLimit-OrgID", self._world.organization_id),
+            ("X-RateLimit-Path", quote(request.path)),
+        ]
+
+    def _ok(self, data: Any) -> dict:
+        return {
+            "status": True,
+            "message": "Success",
+            "timestamp": seed.iso(self.clock()),
+            "data": data,
+        }
+
+    def _patch(self, ticket: dict, body: Any) -> None:
+        apply_patch(self._world, ticket, body, proactive_channels=self.config.proactive_channels)
+        # Strictly increasing, even for two changes within one millisecond.
+        self._last_stamp = max(_to_ms(self.clock()), self._last_stamp + _MS)
+        ticket["updatedAt"] = seed.iso(self._last_stamp)
+
+    def _team(self, team_id: str, key: str = "teamId") -> dict:
+        team = self._world.teams.get(team_id)
+        if team is None:
+            raise ApiError(404, f"{key} '{team_id}' not found")
+        return team
+
+    def _config_items(self, items: dict[str, list[dict]], query: dict) -> list[dict]:
+        # Unknown teams are 404 here and in the ticket list [?]; sub-teams use their
+        # parent's configuration.
+        if query.get("teamId"):
+            return items[self._world.root_team_id(self._team(query["teamId"])["id"])]
+        return [item for team_items in items.values() for item in team_items]
+
+    # Routes
+
+    def _health(self, request: _Request) -> dict:
+        # NestJS Terminus shape; the real body is undocumented [?].
+        return {"status": "ok", "info": {}, "error": {}, "details": {}}
+
+    def _ticket_list(self, request: _Request) -> dict:
+        query = request.query
+        errors: list[str] = []
+        page = _int_param(query, "page", 0, 0, None, errors)
+        limit = _int_param(query, "limit", 20, 1, 100, errors)  # default/max are guesses [?]
+        date_range = query.get("dateRange")
+        if date_range is not None and date_range not in DATE_RANGES:
+            errors.append(
+                f"dateRange must be one of the following values: {', '.join(DATE_RANGES)}"
+            )
+        if errors:
+            raise ApiError(400, errors)
+        tickets = list(self._world.tickets.values())
+        if query.get("teamId"):
+            team_id = self._team(query["teamId"])["id"]
+            tickets = [t for t in tickets if team_id in (t["teamId"], t["subTeamId"])]
+        if date_range:
+            # Filtering on createdAt is our reading of the docs [?].
+            since = seed.iso(_range_start(self.clock(), date_range))
+            tickets = [t for t in tickets if t["createdAt"] >= since]
+        tickets.sort(key=lambda t: t["updatedAt"], reverse=True)
+        return self._ok([_public(t) for t in tickets[page * limit : (page + 1) * limit]])
+
+    def _ticket_options(self, request: _Request, kind: str) -> dict:
+        world = self._world
+        # No sentiment list is documented (thena-api.md §4.4); this route is a guess [?].
+        items = {
+            "status": world.statuses,
+            "priority": world.priorities,
+            "type": world.types,
+            "sentiment": world.sentiments,
+        }[kind]
+        return self._ok(self._config_items(items, request.query))
+
+    def _ticket_get(self, request: _Request, ticket_id: str) -> dict:
+        return self._ok(_public(self._ticket(ticket_id)))
+
+    def _ticket_patch(self, request: _Request, ticket_id: str) -> dict:
+        ticket = self._ticket(ticket_id)
+        if request.body is _INVALID_JSON or request.body is None:
+            raise ApiError(400, ["request body must be a JSON object"])
+        self._patch(ticket, request.body)
+        return self._ok(_public(ticket))
+
+    def _ticket(self, ticket_id: str) -> dict:
+        ticket = self._world.tickets.get(ticket_id)
+        if ticket is None:
+            raise ApiError(404, f"Ticket '{ticket_id}' not found")
+        return ticket
+
+    def _team_list(self, request: _Request) -> dict:
+        # Whether sub-teams are listed here is undocumented [?]; they are, marked by
+        # parentTeamId.
+        return self._ok([_team_item(t) for t in self._world.teams.values()])
+
+    def _team_get(self, request: _Request, team_id: str) -> dict:
+        return self._ok(_team_item(self._team(team_id, "teamId")))
+
+    def _team_sub_teams(self, request: _Request, team_id: str) -> dict:
+        self._team(team_id)
+        return self._ok([_team_item(t) for t in self._world.sub_teams(team_id)])
+
+    def _team_members(self, request: _Request, team_id: str) -> dict:
+        self._team(team_id)
+        members = [self._world.member(team_id, uid) for uid in self._world.members[team_id]]
+        search = request.query.get("searchQuery", "").strip().lower()
+        if search:
+            members = [m for m in members if search in m["name"].lower() or search in m["email"]]
+        return self._ok(members)
+
+    def _account_list(self, request: _Request) -> dict:
+        return self._ok(_paged(list(self._world.accounts.values()), request.query, 20))
+
+    def _account_get(self, request: _Request, account_id: str) -> dict:
+        account = self._world.accounts.get(account_id)
+        if account is None:
+            raise ApiError(404, f"Account '{account_id}' not found")
+        # The docs show the account bare, without the envelope [C, maybe an artefact].
+        return account
+
+    def _form_list(self, request: _Request) -> dict:
+        forms = self._team_scoped(self._world.forms, request.query, "onlyTeamForms")
+        return self._ok(_paged(forms, request.query, 10))
+
+    def _custom_field_list(self, request: _Request) -> dict:
+        query = request.query
+        fields = self._team_scoped(self._world.custom_fields, query, "onlyTeamFields")
+        sources = ("ticket", "account", "custom_object", "customer_contact")
+        source = query.get("source")
+        if source is not None and source not in sources:
+            allowed = ", ".join(sources)
+            raise ApiError(400, [f"source must be one of the following values: {allowed}"])
+        if source:
+            fields = [f for f in fields if f["source"] == source]
+        return self._ok(_paged(fields, query, 20))
+
+    def _team_scoped(self, items: list[dict], query: dict, only_flag: str) -> list[dict]:
+        """With `teamId`: the team's items plus the global ones (unless `only_flag`)."""
+        if not query.get("teamId"):
+            return items
+        root = self._world.root_team_id(self._team(query["teamId"])["id"])
+        allowed = (root,) if query.get(only_flag) == "true" else (root, None)
+        return [item for item in items if item["teamId"] in allowed]
+
+    def _search(self, request: _Request, collection: str) -> dict:
+        query = request.query
+        errors = [
+            f"{name} should not be empty" for name in ("q", "query_by") if not query.get(name)
+        ]
+        page = _int_param(query, "page", 1, 1, None, errors)  # 1-based, as Typesense
+        per_page = _int_param(query, "per_page", 20, 1, 250, errors)
+        if errors:
+            raise ApiError(400, errors)
+        if collection == "tickets":
+            documents = [self._ticket_document(t) for t in self._world.tickets.values()]
+        else:
+            documents = list(self._world.accounts.values())
+        documents = [d for d in documents if _filter(d, query.get("filter_by", ""))]
+        if query["q"].strip() != "*":
+            fields = [f.strip() for f in query["query_by"].split(",")]
+            tokens = query["q"].lower().split()
+            documents = [
+                d
+                for d in documents
+                if all(any(tok in str(d.get(f) or "").lower() for f in fields) for tok in tokens)
+            ]
+        sort_field, _, direction = query.get("sort_by", "updatedAt:desc").partition(":")
+        documents.sort(key=lambda d: str(d.get(sort_field) or ""), reverse=direction != "asc")
+        include = [f.strip() for f in query.get("include_fields", "").split(",") if f.strip()]
+        hits = [
+            {"document": {k: v for k, v in d.items() if not include or k in include}}
+            for d in documents[(page - 1) * per_page : page * per_page]
+        ]
+        return {
+            "result": {
+                "facet_counts": [],
+                "found": len(documents),
+                "hits": hits,
+                "page": page,
+                "request_params": {
+                    "collection_name": collection,
+                    "per_page": per_page,
+                    "q": query["q"],
+                },
+                "search_cutoff": False,
+            }
+        }
+
+    def _ticket_document(self, ticket: dict) -> dict:
+        world = self._world
+        account = world.accounts.get(ticket["accountId"] or "")
+        form = next((f for f in world.forms if f["id"] == ticket["formId"]), None)
+        # statusName/priorityName are implied by the docs' filter_by example.
+        return {
+            **_public(ticket),
+            "organizationUid": world.organization_id,
+            "teamUid": ticket["teamId"],
+            "formName": form["name"] if form else None,
+            "accountName": account["name"] if account else None,
+            "accountPrimaryDomain": account["primaryDomain"] if account else None,
+            "statusName": ticket["status"],
+            "priorityName": ticket["priority"],
+        }
+
+
+def _public(ticket: dict) -> dict:
+    return {k: v for k, v in ticket.items() if not k.startswith("_")}
+
+
+def _team_item(team: dict) -> dict:
+    return {k: v for k, v in team.items() if k not in ("configurationId", "deletedAt")}
+
+
+def _to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _fault_message(status: int) -> str:
+    return "Internal server error" if status == 500 else HTTPStatus(status).phrase
+
+
+def _int_param(query, name, default, minimum, maximum, errors) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.append(f"{name} must be a number conforming to the specified constraints")
+        return default
+    if value < minimum:
+        errors.append(f"{name} must not be less than {minimum}")
+    if maximum is not None and value > maximum:
+        errors.append(f"{name} must not be greater than {maximum}")
+    return value
+
+
+def _paged(items: list[dict], query: dict, default_limit: int) -> list[dict]:
+    errors: list[str] = []
+    page = _int_param(query, "page", 0, 0, None, errors)
+    limit = _int_param(query, "limit", default_limit, 1, 100, errors)
+    if errors:
+        raise ApiError(400, errors)
+    return items[page * limit : (page + 1) * limit]
+
+
+def _range_start(now: datetime, date_range: str) -> datetime:
+    """Calendar-based UTC: from 00:00 of the day N days, weeks or months back (§4.2)."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    count, unit = int(date_range[:-1]), date_range[-1]
+    if unit == "d":
+        return today - timedelta(days=count)
+    if unit == "w":
+        return today - timedelta(weeks=count)
+    month_index = today.year * 12 + today.month - 1 - count
+    year, month = divmod(month_index, 12)
+    day = min(today.day, calendar.monthrange(year, month + 1)[1])
+    return today.replace(year=year, month=month + 1, day=day)
+
+
+def _filter(document: dict, filter_by: str) -> bool:
+    """Typesense `field:=value` clauses joined by `&&`; values compare case-insensitively."""
+    for clause in filter(None, (c.strip() for c in filter_by.split("&&"))):
+        name, sep, value = clause.partition(":")
+        if not sep:
+            raise ApiError(400, f"Could not parse the filter query: {clause}")
+        value = value.removeprefix("=").strip().strip("`")
+        actual = document.get(name.strip())
+        if isinstance(actual, bool):
+            actual = str(actual).lower()
+        if str(actual).lower() != value.lower():
+            return False
+    return True
