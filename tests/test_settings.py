@@ -26,7 +26,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("FALSE", False), ("1", True), ("0", False), ("", True)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("FALSE", False), ("1", True), ("0", False), ("", True)]
+)
 def test_env_bool_accepts_only_true_or_false(monkeypatch, raw, expected):
     monkeypatch.setenv("X_FLAG", raw)
     assert env_bool("X_FLAG", True) is expected

@@ -116,13 +116,14 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
         )
     except services.Conflict as conflict:
         edit = services.TicketEdit(ticket=conflict.fresh, choices=edit.choices)
-        return _page(request, edit, _conflict_form(request, edit, conflict), conflict=conflict)
+        form = _conflict_form(request, edit, conflict)
+        return _logged(_page(request, edit, form, conflict=conflict))
     except ThenaValidationError as error:
         _add_upstream_errors(form, error)
-        return _page(request, edit, form)
+        return _logged(_page(request, edit, form))
     except ThenaError as error:
         form.add_error(None, error.user_message)
-        return _page(request, edit, form)
+        return _logged(_page(request, edit, form))
 
     if result.nothing_changed:
         messages.info(request, "Nothing changed, so nothing was sent to Thena.")
@@ -137,7 +138,12 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
         return redirect("tickets:detail", ticket_id=ticket_id)
     edit = services.TicketEdit(ticket=result.ticket, choices=edit.choices)
     response = _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
-    return trigger_client_event(response, "ticket-updated") if result.sent else response
+    return _logged(response) if result.sent else response
+
+
+def _logged(response: HttpResponse) -> HttpResponse:
+    """Tell the page's history panel that the audit log has a new entry."""
+    return trigger_client_event(response, "ticket-updated")
 
 
 # /tickets/<ticket_id>/validate/?field=<name>

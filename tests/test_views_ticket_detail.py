@@ -1,0 +1,226 @@
+import json
+
+import httpx
+import pytest
+from pytest_django.asserts import assertContains, assertNotContains
+
+from tests.util import submitted
+from tickets.models import AuditEntry
+from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
+from tickets.thena.sandbox import DEMO_API_KEY
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
+
+
+@pytest.fixture
+def ticket(sandbox):
+    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
+
+
+@pytest.fixture
+def url(ticket):
+    return f"/tickets/{ticket['id']}/"
+
+
+def _post_data(client, url, **changes):
+    form = client.get(url).context["form"]
+    return submitted(form, **changes)
+
+
+def _patches(sandbox):
+    return [r.json for r in sandbox.requests if r.method == "PATCH"]
+
+
+def test_anonymous_is_sent_to_login(client, url):
+    assert client.get(url)["Location"] == f"/accounts/login/?next={url}"
+    assert client.post(url)["Location"] == f"/accounts/login/?next={url}"
+
+
+def test_manager_sees_facts_and_the_full_form(manager_client, url, ticket):
+    response = manager_client.get(url)
+    assertContains(response, ticket["ticketIdentifier"])
+    assertContains(response, 'id="edit-form"')
+    for legend in ("Basics", "People", "Dates", "Visibility", "AI-generated", "Advanced"):
+        assertContains(response, f"<legend>{legend}</legend>")
+    for name in ("title", "statusId", "dueDate", "isPrivate", "metadata", "attachmentUrls"):
+        assertContains(response, f'name="{name}"')
+    assertContains(response, 'id="history-panel"')
+
+
+def test_viewer_sees_the_ticket_read_only(viewer_client, url, ticket):
+    response = viewer_client.get(url)
+    assertContains(response, ticket["title"])
+    assertNotContains(response, 'id="edit-form"')
+    assertNotContains(response, 'id="history-panel"')
+    assertContains(response, "editing needs")
+
+
+def test_forged_post_without_permission_is_403_sends_nothing_and_is_logged(
+    viewer_client, auditor_client, url, sandbox
+):
+    for client in (viewer_client, auditor_client):
+        response = client.post(url, {"title": "Forged"})
+        assert response.status_code == 403
+    assert _patches(sandbox) == []
+    assert list(AuditEntry.objects.values_list("outcome", flat=True)) == ["denied", "denied"]
+
+
+def test_unknown_ticket_is_404(manager_client):
+    assert manager_client.get("/tickets/NOSUCHTICKET/").status_code == 404
+
+
+def test_thena_down_on_load_shows_a_message_not_a_500(manager_client, url, sandbox):
+    sandbox.config.api_key = "rotated"
+    response = manager_client.get(url)
+    assert response.status_code == 502
+    assertContains(response, "API key", status_code=502)
+
+
+def test_valid_edit_redirects_with_a_message(manager_client, url, sandbox, ticket):
+    data = _post_data(manager_client, url, title="Fixed title", isPrivate="on")
+    response = manager_client.post(url, data)
+    assert response.status_code == 302
+    assert response["Location"] == url
+    assert _patches(sandbox) == [{"title": "Fixed title", "isPrivate": True}]
+    page = manager_client.get(url)
+    assertContains(page, "Saved 2 change(s) to Thena.")
+    assertContains(page, "Fixed title")
+    assertContains(page, "succeeded")
+
+
+def test_unchanged_submit_says_so_and_sends_nothing(manager_client, url, sandbox):
+    response = manager_client.post(url, _post_data(manager_client, url), follow=True)
+    assertContains(response, "Nothing changed")
+    assert _patches(sandbox) == []
+
+
+def test_htmx_edit_returns_the_fragment_and_triggers_history_refresh(manager_client, url):
+    data = _post_data(manager_client, url, title="Via htmx")
+    response = manager_client.post(url, data, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "ticket-updated" in json.loads(response["HX-Trigger"])
+    assertContains(response, 'id="ticket-main"')
+    assertNotContains(response, "<html")
+    assertContains(response, "Saved 1 change(s)")
+
+
+def test_invalid_input_shows_errors_next_to_fields_and_keeps_input(manager_client, url, sandbox):
+    data = _post_data(
+        manager_client, url, metadata='{"broken": ', dueDate="soon", title="Kept title"
+    )
+    response = manager_client.post(url, data)
+    assert response.status_code == 200
+    assertContains(response, 'id="id_metadata_error"')
+    assertContains(response, "not valid JSON")
+    assertContains(response, 'id="id_dueDate_error"')
+    assertContains(response, 'value="Kept title"')
+    assertContains(response, "{&quot;broken&quot;: ")
+    assert _patches(sandbox) == []
+
+
+def test_upstream_400_shows_on_the_named_field(manager_client, url):
+    data = _post_data(manager_client, url, statusName="Nonexistent")
+    response = manager_client.post(url, data)
+    assert response.status_code == 200
+    assertContains(response, 'id="id_statusName_error"')
+    assertContains(response, "Thena says")
+    assert AuditEntry.objects.get().outcomes.get().outcome == "failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (401, "API key"),
+        (403, "administrator"),
+        (404, "could not find"),
+        (429, "again"),
+        (503, "Thena"),
+    ],
+)
+def test_upstream_errors_are_shown_on_the_form(manager_client, url, sandbox, status, words):
+    data = _post_data(manager_client, url, title="Will fail")
+    set_client(
+        ThenaClient(
+            SANDBOX_BASE_URL,
+            DEMO_API_KEY,
+            transport=_FailPatch(sandbox, status),
+            sleep=lambda s: None,
+        )
+    )
+    response = manager_client.post(url, data)
+    assert response.status_code == 200
+    assertContains(response, 'class="error-summary"')
+    assertContains(response, words)
+    assertContains(response, 'value="Will fail"')
+    assert AuditEntry.objects.get().outcomes.exists()
+
+
+def test_conflict_shows_original_theirs_and_yours(manager_client, url, sandbox, ticket):
+    data = _post_data(manager_client, url, title="Mine")
+    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    response = manager_client.post(url, data)
+    assert response.status_code == 200
+    assertContains(response, "Someone changed this ticket")
+    assertContains(response, ticket["title"])
+    assertContains(response, "Theirs")
+    assertContains(response, 'name="resolve__title"')
+    assert _patches(sandbox) == []
+
+    again = submitted(response.context["form"], resolve__title="yours")
+    assert manager_client.post(url, again).status_code == 302
+    assert _patches(sandbox) == [{"title": "Mine"}]
+
+
+def test_history_fragment_for_auditors_only(
+    auditor_client, viewer_client, manager_client, url, ticket
+):
+    manager_client.post(url, _post_data(manager_client, url, title="Logged"))
+    response = auditor_client.get(f"{url}history/", headers={"HX-Request": "true"})
+    assertContains(response, 'id="history-panel"')
+    assertContains(response, "Title")
+    assertContains(response, "manager")
+    assert viewer_client.get(f"{url}history/").status_code == 403
+
+
+def test_inline_validation_returns_the_field_with_its_error(manager_client, url):
+    data = _post_data(manager_client, url, submitterEmail="not-an-email")
+    response = manager_client.post(f"{url}validate/?field=submitterEmail", data)
+    assertContains(response, 'id="field-submitterEmail"')
+    assertContains(response, "Enter a valid email address.")
+    assertNotContains(response, "<form")
+
+
+def test_inline_validation_makes_no_upstream_request(manager_client, url, sandbox):
+    data = _post_data(manager_client, url, title="")
+    before = len(sandbox.requests)
+    response = manager_client.post(f"{url}validate/?field=title", data)
+    assertContains(response, "This field is required.")
+    assert len(sandbox.requests) == before
+
+
+def test_inline_validation_is_for_editors_only(viewer_client, url):
+    assert viewer_client.post(f"{url}validate/?field=title", {}).status_code == 403
+
+
+def test_account_search_keeps_the_current_account(manager_client, sandbox):
+    ticket = next(t for t in sandbox.tickets() if t.get("accountId"))
+    current = ticket["accountId"]
+    response = manager_client.get(
+        "/tickets/accounts/", {"q": "zzzz-no-match", "accountId": current}
+    )
+    assertContains(response, f'value="{current}" selected')
+    some = sandbox.ticket(ticket["id"])["account"]
+    assertContains(manager_client.get("/tickets/accounts/", {"q": some[:4]}), some)
+
+
+class _FailPatch(httpx.BaseTransport):
+    def __init__(self, sandbox, status):
+        self.inner = sandbox_transport(sandbox)
+        self.status = status
+
+    def handle_request(self, request):
+        if request.method != "PATCH":
+            return self.inner.handle_request(request)
+        headers = {"X-RateLimit-Reset": "9999999999"} if self.status == 429 else {}
+        body = {"statusCode": self.status, "message": "nope"}
+        return httpx.Response(self.status, json=body, headers=headers, request=request)
