@@ -40,13 +40,13 @@ class ThenaError(Exception):
         )
 
 
-# class-validator (NestJS) messages start with the property path; the whitelist check
-# says "property X should not exist". Both are guesses (thena-api.md §1: error body).
-_WHITELIST_MESSAGE = re.compile(r"^property (\S+) should not exist")
+# class-validator (NestJS) messages start with the property path, or with "property X"
+# (whitelist) or "each value in X" (arrays). All guesses (thena-api.md §1: error body).
+_PREFIXED = re.compile(r"^(?:property|each value in) (\S+)")
 
 
 def _property_of(message: str) -> str:
-    match = _WHITELIST_MESSAGE.match(message)
+    match = _PREFIXED.match(message)
     first = match.group(1) if match else message.split(" ", 1)[0]
     return first.split(".", 1)[0]
 

@@ -1,0 +1,492 @@
+"""ThenaClient: the only door to the Thena REST API (house-style §4).
+
+One pooled httpx.Client, timeouts always, the API key in a default header and
+nowhere else. Every call goes through `_request`, which unwraps the envelope, keeps
+the rate-limit headers, retries what is safe to retry and turns every failure into
+the hierarchy in errors.py.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+
+from . import schema
+from .errors import (
+    ThenaAuthError,
+    ThenaError,
+    ThenaNotFound,
+    ThenaRateLimited,
+    ThenaTimeout,
+    ThenaUnavailable,
+    ThenaValidationError,
+)
+
+logger = logging.getLogger("tickets.thena")
+
+USER_AGENT = "thena-admin/0.1"
+SANDBOX_BASE_URL = "http://sandbox.invalid"
+MAX_BACKOFF = 8.0  # seconds: the longest pause between two retries
+_DETAIL_LIMIT = 300
+_LOOKUP_PAGE = 100
+_LOOKUP_MAX_PAGES = 20
+# Never reached the server, so even a PATCH may be sent again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The X-RateLimit-* headers of the latest answer (thena-api.md §1)."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None
+    ip: str = ""
+    user_id: str = ""
+    org_id: str = ""
+    path: str = ""
+
+    @classmethod
+    def from_headers(cls, headers: httpx.Headers) -> "RateLimit | None":
+        if not any(key.lower().startswith("x-ratelimit-") for key in headers):
+            return None
+        return cls(
+            limit=_int(headers.get("x-ratelimit-limit")),
+            remaining=_int(headers.get("x-ratelimit-remaining")),
+            reset_at=_moment(headers.get("x-ratelimit-reset")),
+            ip=headers.get("x-ratelimit-ip", ""),
+            user_id=headers.get("x-ratelimit-userid", ""),
+            org_id=headers.get("x-ratelimit-orgid", ""),
+            path=headers.get("x-ratelimit-path", ""),
+        )
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    found: int
+    items: list[dict]
+    page: int
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _moment(unix_seconds: str | None) -> datetime | None:
+    number = _number(unix_seconds)
+    try:
+        return datetime.fromtimestamp(number, UTC) if number is not None else None
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _id(value: str) -> str:
+    """A path segment: ids are quoted, so "a/b" cannot reach another route."""
+    return quote(str(value), safe="")
+
+
+class ThenaClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_rate_limit_wait: float = 10.0,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_rate_limit_wait = max_rate_limit_wait
+        self._sleep = sleep
+        self.rate_limit: RateLimit | None = None
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"x-api-key": api_key, "Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ThenaClient {self.base_url}>"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # Tickets
+
+    def get_ticket(self, ticket_id: str) -> dict:
+        return _dict(self._request("GET", f"/v1/tickets/{_id(ticket_id)}"))
+
+    def list_tickets(
+        self,
+        *,
+        team_id: str | None = None,
+        page: int = 0,
+        limit: int = 25,
+        date_range: str | None = None,
+    ) -> list[dict]:
+        params = {"teamId": team_id, "page": page, "limit": limit, "dateRange": date_range}
+        return _list(self._request("GET", "/v1/tickets", params=params))
+
+    def search_tickets(
+        self,
+        q: str,
+        *,
+        team_id: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+        query_by: str = "title,ticketIdentifier,description",
+    ) -> SearchPage:
+        params = {"q": q or "*", "query_by": query_by, "page": page, "per_page": per_page}
+        if team_id:
+            params["filter_by"] = f"teamId:={team_id}"
+        return _search_page(self._request("GET", "/v1/search/tickets", params=params), page)
+
+    def update_ticket(self, ticket_id: str, body: dict) -> dict:
+        """Sends `body` as given: the caller decides which fields change."""
+        return _dict(self._request("PATCH", f"/v1/tickets/{_id(ticket_id)}", json=body))
+
+    # Choices for the edit form
+
+    def statuses(self, team_id: str) -> list[dict]:
+        return _list(self._request("GET", "/v1/tickets/status", params={"teamId": team_id}))
+
+    def priorities(self, team_id: str) -> list[dict]:
+        return _list(self._request("GET", "/v1/tickets/priority", params={"teamId": team_id}))
+
+    def types(self, team_id: str) -> list[dict]:
+        return _list(self._request("GET", "/v1/tickets/type", params={"teamId": team_id}))
+
+    def sentiments(self, team_id: str) -> list[dict]:
+        # No REST list is documented; this path is a guess (thena-api.md §4.4).
+        try:
+            data = self._request("GET", "/v1/tickets/sentiment", params={"teamId": team_id})
+        except ThenaNotFound:
+            return []
+        return _list(data)
+
+    def teams(self) -> list[dict]:
+        return _list(self._request("GET", "/v1/teams"))
+
+    def team(self, team_id: str) -> dict:
+        return _dict(self._request("GET", f"/v1/teams/{_id(team_id)}"))
+
+    def sub_teams(self, team_id: str) -> list[dict]:
+        return _list(self._request("GET", f"/v1/teams/{_id(team_id)}/sub-teams"))
+
+    def team_members(self, team_id: str, *, search: str | None = None) -> list[dict]:
+        path = f"/v1/teams/{_id(team_id)}/members"
+        return _list(self._request("GET", path, params={"searchQuery": search}))
+
+    def accounts(self, *, page: int = 0, limit: int = 50) -> list[dict]:
+        return _list(self._request("GET", "/v1/accounts", params={"page": page, "limit": limit}))
+
+    def account(self, account_id: str) -> dict:
+        return _dict(self._request("GET", f"/v1/accounts/{_id(account_id)}"))
+
+    def search_accounts(self, q: str, *, per_page: int = 20) -> list[dict]:
+        params = {"q": q or "*", "query_by": "name,primaryDomain", "page": 1, "per_page": per_page}
+        return _search_page(self._request("GET", "/v1/search/accounts", params=params), 1).items
+
+    def forms(self, team_id: str) -> list[dict]:
+        return self._all_pages("/v1/forms", {"teamId": team_id})
+
+    def custom_fields(self, team_id: str) -> list[dict]:
+        return self._all_pages("/v1/custom-field", {"teamId": team_id, "source": "ticket"})
+
+    def ping(self) -> None:
+        """Proves that Thena answers and accepts the key; no retries, so it fails fast."""
+        self._request("GET", "/v1/teams", retries=0)
+
+    def _all_pages(self, path: str, params: dict) -> list[dict]:
+        # Lists carry no total: a short page is the last one (thena-api.md §4.2, §7.6).
+        items: list[dict] = []
+        for page in range(_LOOKUP_MAX_PAGES):
+            rows = _list(
+                self._request("GET", path, params={**params, "page": page, "limit": _LOOKUP_PAGE})
+            )
+            items.extend(rows)
+            if len(rows) < _LOOKUP_PAGE:
+                break
+        return items
+
+    # The one private door
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        retries: int | None = None,
+    ) -> Any:
+        retries = self.max_retries if retries is None else retries
+        safe = method in _SAFE_METHODS
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, params=query, json=json)
+            except httpx.HTTPError as exc:
+                error = self._transport_error(exc, safe)
+                if attempt >= retries or not (safe or isinstance(exc, _NOT_SENT)):
+                    logger.warning("Thena %s %s failed: %s", method, path, type(exc).__name__)
+                    raise error from exc
+                delay = self._backoff_delay(attempt)
+                reason = type(exc).__name__
+            else:
+                rate_limit = self._note_rate_limit(method, path, response)
+                if response.is_success:
+                    return self._unwrap(response, safe)
+                status = response.status_code
+                if status == 429:
+                    delay, retry_at = self._rate_limit_delay(rate_limit, attempt)
+                    if attempt >= retries or delay > self.max_rate_limit_wait:
+                        logger.warning("Thena %s %s rate-limited until %s", method, path, retry_at)
+                        raise ThenaRateLimited(retry_at=retry_at, detail=self._detail(response))
+                elif status >= 500 and safe and attempt < retries:
+                    delay = self._backoff_delay(attempt)
+                else:
+                    error = self._status_error(response, safe)
+                    logger.warning(
+                        "Thena %s %s answered %s: %s", method, path, status, error.detail
+                    )
+                    raise error
+                reason = str(status)
+            attempt += 1
+            logger.info(
+                "Thena %s %s: %s, retry %d of %d in %.1fs",
+                method,
+                path,
+                reason,
+                attempt,
+                retries,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _backoff_delay(self, attempt: int) -> float:
+        return min(self.backoff * 2**attempt, MAX_BACKOFF)
+
+    def _rate_limit_delay(
+        self, rate_limit: RateLimit | None, attempt: int
+    ) -> tuple[float, datetime]:
+        """How long to wait after a 429: until X-RateLimit-Reset, else back off."""
+        now = datetime.now(UTC)
+        reset_at = rate_limit.reset_at if rate_limit else None
+        if reset_at is not None and reset_at > now:
+            return (reset_at - now).total_seconds(), reset_at
+        delay = self._backoff_delay(attempt)
+        return delay, now + timedelta(seconds=delay)
+
+    def _note_rate_limit(
+        self, method: str, path: str, response: httpx.Response
+    ) -> RateLimit | None:
+        self.rate_limit = limit = RateLimit.from_headers(response.headers)
+        if limit is None:
+            logger.debug("Thena %s %s -> %s", method, path, response.status_code)
+        else:
+            logger.debug(
+                "Thena %s %s -> %s; rate limit %s of %s left, resets %s (path %s)",
+                method,
+                path,
+                response.status_code,
+                limit.remaining,
+                limit.limit,
+                limit.reset_at.isoformat() if limit.reset_at else "?",
+                limit.path,
+            )
+        return limit
+
+    def _unwrap(self, response: httpx.Response, safe: bool) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ThenaUnavailable(
+                "Thena answered with something we cannot read. Try again in a few minutes.",
+                status_code=response.status_code,
+                detail=self._detail(response),
+                outcome_unknown=not safe,
+            ) from None
+        if isinstance(body, dict) and "data" in body and isinstance(body.get("status"), bool):
+            if body["status"] is not True:
+                raise ThenaError(
+                    status_code=response.status_code,
+                    detail=self._redact(str(body.get("message", ""))),
+                    outcome_unknown=not safe,
+                )
+            return body["data"]
+        if isinstance(body, dict) and isinstance(body.get("result"), dict):
+            return body["result"]  # search (thena-api.md §4.3)
+        return body  # a bare object, e.g. an account (thena-api.md §1)
+
+    def _messages(self, response: httpx.Response) -> list[str]:
+        """The upstream `message` (a string or a list), else the raw text; nothing else
+        of the error body is relied on, as its shape is undocumented (thena-api.md §1)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(message, list):
+            messages = [str(item) for item in message]
+        elif message is not None:
+            messages = [str(message)]
+        else:
+            text = " ".join(response.text.split())
+            if not text or text.startswith("<"):  # empty, or an HTML error page
+                text = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+            messages = [text]
+        return [self._redact(item)[:_DETAIL_LIMIT] for item in messages]
+
+    def _detail(self, response: httpx.Response) -> str:
+        return "; ".join(self._messages(response))
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+    def _status_error(self, response: httpx.Response, safe: bool) -> ThenaError:
+        status = response.status_code
+        messages = self._messages(response)
+        if status in (400, 422):
+            return ThenaValidationError(
+                messages, known_fields=schema.field_map(), status_code=status
+            )
+        if status == 404 and not safe:
+            # A write naming an unknown statusId, accountId... is a bad value, not a
+            # missing ticket, when the message names the property (a guess: §2.5).
+            error = ThenaValidationError(
+                messages, known_fields=schema.field_map(), status_code=status
+            )
+            if error.field_errors:
+                return error
+        detail = "; ".join(messages)
+        if status in (401, 403):
+            return ThenaAuthError(status_code=status, detail=detail)
+        if status == 404:
+            return ThenaNotFound(status_code=status, detail=detail)
+        if status >= 500:
+            return ThenaUnavailable(status_code=status, detail=detail, outcome_unknown=not safe)
+        if 400 <= status < 500:
+            return ThenaError(status_code=status, detail=detail)
+        return ThenaUnavailable(
+            "Thena answered in a way we did not expect. Try again in a few minutes.",
+            status_code=status,
+            detail=detail,
+            outcome_unknown=not safe,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, safe: bool) -> ThenaError:
+        detail = self._redact(f"{type(exc).__name__}: {exc}")[:_DETAIL_LIMIT]
+        sent = not isinstance(exc, _NOT_SENT)
+        if isinstance(exc, httpx.TimeoutException):
+            return ThenaTimeout(detail=detail, outcome_unknown=sent and not safe)
+        return ThenaUnavailable(detail=detail, outcome_unknown=sent and not safe)
+
+
+def _dict(data: Any) -> dict:
+    if not isinstance(data, dict):
+        raise ThenaUnavailable(
+            "Thena answered in a way we did not expect. Try again in a few minutes.",
+            detail=f"expected an object, got {type(data).__name__}",
+        )
+    return data
+
+
+def _list(data: Any) -> list[dict]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ThenaUnavailable(
+            "Thena answered in a way we did not expect. Try again in a few minutes.",
+            detail=f"expected a list of objects, got {type(data).__name__}",
+        )
+    return data
+
+
+def _search_page(result: Any, page: int) -> SearchPage:
+    hits = _dict(result).get("hits")
+    items = _list([hit.get("document") for hit in _list(hits if hits is not None else [])])
+    found = result.get("found")
+    return SearchPage(
+        found=found if isinstance(found, int) else len(items),
+        items=items,
+        page=result.get("page") if isinstance(result.get("page"), int) else page,
+    )
+
+
+# The process-wide client
+
+_client: ThenaClient | None = None
+_client_lock = threading.Lock()
+
+
+def sandbox_transport(app=None) -> httpx.BaseTransport:
+    """An in-process transport to the sandbox (the default one unless `app` is given)."""
+    from .sandbox import SandboxConnectionDropped, default_sandbox
+
+    class SandboxTransport(httpx.WSGITransport):
+        # The sandbox simulates a dropped connection by raising; httpx raises this for
+        # a real one, so the client treats both the same way.
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                return super().handle_request(request)
+            except SandboxConnectionDropped as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+
+    return SandboxTransport(app=app if app is not None else default_sandbox())
+
+
+def _from_settings() -> ThenaClient:
+    timeout = settings.THENA_TIMEOUT_SECONDS
+    if settings.THENA_API_BASE_URL:
+        return ThenaClient(settings.THENA_API_BASE_URL, settings.THENA_API_KEY, timeout=timeout)
+    from .sandbox import DEMO_API_KEY
+
+    return ThenaClient(
+        SANDBOX_BASE_URL,
+        settings.THENA_API_KEY or DEMO_API_KEY,
+        timeout=timeout,
+        transport=sandbox_transport(),
+    )
+
+
+def get_client() -> ThenaClient:
+    """The process-wide client, built from settings on first use."""
+    global _client
+    client = _client
+    if client is None:
+        with _client_lock:
+            if _client is None:
+                _client = _from_settings()
+            client = _client
+    return client
+
+
+def set_client(client: ThenaClient | None) -> None:
+    """Install `client` for the whole process (tests); None rebuilds from settings."""
+    global _client
+    with _client_lock:
+        _client = client
