@@ -145,6 +145,7 @@ def sign_snapshot(ticket: dict, *, originals: dict | None = None) -> str:
     data = {
         "id": ticket["id"],
         "teamId": ticket.get("teamId"),
+        "ticketIdentifier": ticket.get("ticketIdentifier"),
         "updatedAt": ticket.get("updatedAt"),
         "values": ticket_wire(ticket),
         "originals": originals or {},

@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
 from . import audit
-from .forms import Choices, TicketUpdateForm, ticket_wire
+from .forms import Choices, TicketUpdateForm, load_snapshot, ticket_wire
 from .models import AuditEntry
 from .thena import schema
 from .thena.client import get_client
@@ -262,6 +263,25 @@ def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     """Raises ThenaNotFound for a ticket that does not exist (or is out of scope)."""
     ticket = get_client().get_ticket(ticket_id)
     return TicketEdit(ticket=ticket, choices=team_choices(ticket.get("teamId") or ""))
+
+
+def ticket_edit_from_snapshot(*, ticket_id: str, snapshot: str) -> TicketEdit | None:
+    """The edit as the user saw it, rebuilt from the form's signed snapshot and the cached
+    choices: a submit needs no GET of its own (the update re-reads the ticket anyway).
+    None when the snapshot is stale, forged or of another ticket."""
+    try:
+        data = load_snapshot(snapshot)
+    except signing.BadSignature:
+        return None
+    if data.get("id") != ticket_id:
+        return None
+    ticket = {
+        "id": ticket_id,
+        "teamId": data.get("teamId"),
+        "ticketIdentifier": data.get("ticketIdentifier"),
+        **data["values"],
+    }
+    return TicketEdit(ticket=ticket, choices=team_choices(ticket["teamId"] or ""))
 
 
 def _ticket_ref(ticket: dict) -> dict:

@@ -9,7 +9,7 @@ from django_htmx.http import trigger_client_event
 
 from . import services
 from .audit import RequestMeta
-from .forms import TicketUpdateForm, load_snapshot, sign_snapshot
+from .forms import TicketUpdateForm, sign_snapshot
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
 
 DETAIL = "tickets/ticket_detail.html"
@@ -95,35 +95,37 @@ def _add_upstream_errors(form: TicketUpdateForm, error: ThenaValidationError) ->
 # /tickets/<ticket_id>/
 @require_http_methods(["GET", "POST"])
 def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
-    if request.method == "POST" and not request.user.has_perm("tickets.edit_ticket"):
-        services.ticket_update_denied(
-            user=request.user, ticket_id=ticket_id, meta=RequestMeta.of(request)
-        )
-        raise PermissionDenied("You may view tickets but not edit them.")
+    if request.method == "POST":
+        return _ticket_submit(request, ticket_id)
     try:
         edit = _load(request, ticket_id)
     except ThenaError as error:
         return render(request, DETAIL, {"load_error": error.user_message}, status=502)
-    if request.method == "GET":
-        return _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+    return _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
 
-    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
-    if not form.is_valid():
-        return _page(request, edit, form)
+
+def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    if not request.user.has_perm("tickets.edit_ticket"):
+        services.ticket_update_denied(
+            user=request.user, ticket_id=ticket_id, meta=RequestMeta.of(request)
+        )
+        raise PermissionDenied("You may view tickets but not edit them.")
+    seen = services.ticket_edit_from_snapshot(
+        ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
+    )
+    form = seen and TicketUpdateForm(request.POST, ticket=seen.ticket, choices=seen.choices)
+    if not (form and form.is_valid()):
+        return _rerender(request, ticket_id)
     try:
         result = services.ticket_update(
-            user=request.user, edit=edit, form=form, meta=RequestMeta.of(request)
+            user=request.user, edit=seen, form=form, meta=RequestMeta.of(request)
         )
     except services.Conflict as conflict:
-        edit = services.TicketEdit(ticket=conflict.fresh, choices=edit.choices)
+        edit = services.TicketEdit(ticket=conflict.fresh, choices=seen.choices)
         form = _conflict_form(request, edit, conflict)
         return _logged(_page(request, edit, form, conflict=conflict))
-    except ThenaValidationError as error:
-        _add_upstream_errors(form, error)
-        return _logged(_page(request, edit, form))
     except ThenaError as error:
-        form.add_error(None, error.user_message)
-        return _logged(_page(request, edit, form))
+        return _logged(_rerender(request, ticket_id, error=error))
 
     if result.nothing_changed:
         messages.info(request, "Nothing changed, so nothing was sent to Thena.")
@@ -136,9 +138,25 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
         )
     if not _is_partial(request):
         return redirect("tickets:detail", ticket_id=ticket_id)
-    edit = services.TicketEdit(ticket=result.ticket, choices=edit.choices)
+    edit = services.TicketEdit(ticket=result.ticket, choices=seen.choices)
     response = _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
     return _logged(response) if result.sent else response
+
+
+def _rerender(request, ticket_id: str, *, error: ThenaError | None = None) -> HttpResponse:
+    """The form again with the user's input and what went wrong, next to the ticket as it
+    is now (one GET, only on this unhappy path)."""
+    try:
+        edit = _load(request, ticket_id)
+    except ThenaError as load_error:
+        return render(request, DETAIL, {"load_error": load_error.user_message}, status=502)
+    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
+    form.is_valid()
+    if isinstance(error, ThenaValidationError):
+        _add_upstream_errors(form, error)
+    elif error:
+        form.add_error(None, error.user_message)
+    return _page(request, edit, form)
 
 
 def _logged(response: HttpResponse) -> HttpResponse:
@@ -152,16 +170,12 @@ def _logged(response: HttpResponse) -> HttpResponse:
 def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
     """Inline validation when the user leaves a field: the same form, no network (the
     ticket's values come from the signed snapshot, the choices from the cache)."""
-    try:
-        snapshot = load_snapshot(request.POST.get("snapshot", ""))
-    except Exception:
-        return HttpResponse(status=204)  # stale or forged form: the real submit says so
-    if snapshot.get("id") != ticket_id:
-        raise Http404("No such ticket.")
-    ticket = {"id": ticket_id, "teamId": snapshot.get("teamId"), **snapshot["values"]}
-    form = TicketUpdateForm(
-        request.POST, ticket=ticket, choices=services.team_choices(ticket["teamId"] or "")
+    edit = services.ticket_edit_from_snapshot(
+        ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
     )
+    if edit is None:
+        return HttpResponse(status=204)  # stale or forged form: the real submit says so
+    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
     name = request.GET.get("field", "")
     if name not in form.fields:
         return HttpResponse(status=204)

@@ -51,7 +51,8 @@ def shot(page):
 
     def take(name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=path, full_page=True)
+        # caret="initial": hiding the caret injects a <style>, which our CSP refuses.
+        page.screenshot(path=path, full_page=True, caret="initial")
         return path
 
     return take
@@ -69,3 +70,18 @@ def login(page, live_server):
         page.wait_for_url(re.compile(r"/tickets/"))
 
     return do
+
+
+@pytest.fixture(autouse=True)
+def _no_console_errors(page):
+    """Every page runs clean: no script errors, no CSP violations, no failed loads."""
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error" and errors.append(f"{message.text} at {message.location}")
+        ),
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield
+    assert errors == [], "\n".join(errors)
