@@ -1,0 +1,294 @@
+"""How much time the dashboard adds to an edit, over real HTTP. Prints; asserts nothing.
+
+    .venv/bin/python bench/edit_overhead.py [--edits 30] [--latency-ms 20]
+
+Starts `thena_sandbox --latency-ms N` and gunicorn on free 127.0.0.1 ports with a
+throwaway SQLite database, logs in as the demo `manager`, then alternates two timings:
+A, an edit submitted through the dashboard (the POST until its 302) and B, the two
+upstream calls an edit needs (GET + PATCH) made directly with httpx. Prints the medians,
+the ratio A/B (target <= 1.15) and how many upstream requests a warm page and an edit cost.
+"""
+
+import argparse
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 1.15
+API_KEY = "sandbox-demo-key"
+PASSWORD = "thena-manager-demo"  # seed_demo's `manager`
+WARMUP = 3
+
+
+class Broken(Exception):
+    """The setup did not work: nothing was measured."""
+
+
+def check(ok: bool, what: str, response: httpx.Response) -> None:
+    if not ok:
+        raise Broken(f"{what}: {response.status_code}\n{response.text[:1500]}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FormParser(HTMLParser):
+    """What a browser submits for one <form id=...>: (name, value) pairs in order."""
+
+    def __init__(self, form_id: str | None):
+        super().__init__()
+        self.form_id, self.inside, self.pairs = form_id, False, []
+        self.select = self.option = self.textarea = None
+        self.options: list = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside or "disabled" in a:
+            return
+        kind = (a.get("type") or "text").lower()
+        if tag == "input" and a.get("name") and kind not in ("submit", "button", "reset", "file"):
+            if kind not in ("checkbox", "radio"):
+                self.pairs.append((a["name"], a.get("value") or ""))
+            elif "checked" in a:
+                self.pairs.append((a["name"], "on" if a.get("value") is None else a["value"]))
+        elif tag == "select":
+            self.select, self.options = a, []
+        elif tag == "option" and self.select is not None:
+            self.option = [a.get("value"), "", "selected" in a]
+            self.options.append(self.option)
+        elif tag == "textarea" and a.get("name"):
+            self.textarea = [a["name"], ""]
+
+    def handle_data(self, data):
+        if self.option is not None:
+            self.option[1] += data
+        if self.textarea is not None:
+            self.textarea[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "option":
+            self.option = None
+        elif tag == "textarea" and self.textarea is not None:
+            name, text = self.textarea
+            self.pairs.append((name, text[1:] if text.startswith("\n") else text))
+            self.textarea = None
+        elif tag == "select" and self.select is not None:
+            chosen = [o for o in self.options if o[2]]
+            if not chosen and self.options and "multiple" not in self.select:
+                chosen = self.options[:1]
+            if self.select.get("name"):
+                self.pairs += [
+                    (self.select["name"], v if v is not None else t) for v, t, _ in chosen
+                ]
+            self.select = None
+
+
+def form_pairs(html: str, form_id: str | None) -> list[tuple[str, str]]:
+    parser = FormParser(form_id)
+    parser.feed(html)
+    return parser.pairs
+
+
+def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def run(cmd: list[str], env: dict) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode:
+        raise Broken(f"{' '.join(cmd[1:3])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise Broken(f"{url} did not come up; log tail:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def upstream_count(sandbox: httpx.Client, log: Path, action) -> int:
+    """Requests the sandbox logged while `action` ran, between two /health marks."""
+    mark = uuid.uuid4().hex
+    sandbox.get(f"/health?mark={mark}-a")
+    action()
+    sandbox.get(f"/health?mark={mark}-b")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = log.read_text(errors="replace").splitlines()
+        ends = [i for i, line in enumerate(lines) if f"{mark}-" in line]
+        if len(ends) == 2:
+            return ends[1] - ends[0] - 1
+        time.sleep(0.05)
+    raise Broken("the sandbox log shows no request lines (is its stdout buffered?)")
+
+
+def ms(seconds: list[float], q: str) -> float:
+    if q == "median":
+        return statistics.median(seconds) * 1000
+    return statistics.quantiles(seconds, n=10, method="inclusive")[8] * 1000
+
+
+def bench(args, tmp: Path, procs: list) -> None:
+    sandbox_port, web_port = free_port(), free_port()
+    (tmp / "bench_settings.py").write_text(
+        # DEBUG off uses the manifest storage: collect static files into tmp, not the repo.
+        f"from thena_admin.settings import *  # noqa\nSTATIC_ROOT = {str(tmp / 'static')!r}\n"
+    )
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "THENA_"))}
+    env = {
+        **inherited,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "THENA_API_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "THENA_API_KEY": API_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "bench_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
+        "PYTHONUNBUFFERED": "1",  # the sandbox logs one line per request to stdout
+    }
+    py = sys.executable
+    sandbox_url, web = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
+    sandbox_log, web_log = tmp / "sandbox.log", tmp / "gunicorn.log"
+    sandbox_cmd = ["manage.py", "thena_sandbox", "--port", str(sandbox_port)]
+    procs.append(start([py, *sandbox_cmd, "--latency-ms", str(args.latency_ms)], env, sandbox_log))
+    for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
+        run([py, "manage.py", *command], env)
+    gunicorn = ["-m", "gunicorn", "thena_admin.wsgi", "-b", f"127.0.0.1:{web_port}"]
+    gunicorn += ["--workers", "2", "--threads", "4", "--graceful-timeout", "5"]
+    procs.append(start([py, *gunicorn], env, web_log))
+    wait_until_up(f"{sandbox_url}/health", procs[0], sandbox_log)
+    wait_until_up(f"{web}/healthz", procs[1], web_log)
+
+    with (
+        httpx.Client(base_url=web, timeout=30) as browser,
+        httpx.Client(base_url=sandbox_url, headers={"x-api-key": API_KEY}, timeout=30) as api,
+    ):
+        page = browser.get("/accounts/login/")
+        token = dict(form_pairs(page.text, None)).get("csrfmiddlewaretoken") or ""
+        login = browser.post(
+            "/accounts/login/",
+            data={"username": "manager", "password": PASSWORD, "csrfmiddlewaretoken": token},
+            headers={"Origin": web},
+        )
+        check(login.status_code == 302 and "sessionid" in browser.cookies, "login", login)
+        listed = api.get("/v1/tickets", params={"limit": 50})
+        check(listed.status_code == 200, "GET /v1/tickets", listed)
+        ids = [t["id"] for t in listed.json()["data"]]
+        run_id = uuid.uuid4().hex[:6]
+
+        def dashboard_edit(ticket_id: str, title: str) -> float:
+            url = f"/tickets/{ticket_id}/"
+            page = browser.get(url)
+            pairs = form_pairs(page.text, "edit-form")
+            has_form = page.status_code == 200 and any(n == "snapshot" for n, _ in pairs)
+            check(has_form, f"GET {url} (no edit form)", page)
+            body = urlencode([(n, title if n == "title" else v) for n, v in pairs])
+            headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": web}
+            started = time.perf_counter()
+            response = browser.post(url, content=body, headers=headers, follow_redirects=False)
+            elapsed = time.perf_counter() - started
+            redirected = response.status_code == 302 and response.headers.get("location") == url
+            check(redirected, f"POST {url} (not a 302 to {url})", response)
+            return elapsed
+
+        def direct_edit(ticket_id: str, title: str) -> float:
+            started = time.perf_counter()
+            got = api.get(f"/v1/tickets/{ticket_id}")
+            between = time.perf_counter()
+            patched = api.patch(f"/v1/tickets/{ticket_id}", json={"title": title})
+            elapsed = time.perf_counter() - started
+            check(got.status_code == 200, "direct GET", got)
+            check(patched.status_code == 200, "direct PATCH", patched)
+            single.append(between - started)
+            return elapsed
+
+        a, b, single = [], [], []
+        for i in range(WARMUP + args.edits):
+            ticket_id = ids[i % len(ids)]
+            title_a, title_b = f"bench {run_id} {i} dashboard", f"bench {run_id} {i} direct"
+            if i % 2:
+                tb, ta = direct_edit(ticket_id, title_b), dashboard_edit(ticket_id, title_a)
+            else:
+                ta, tb = dashboard_edit(ticket_id, title_a), direct_edit(ticket_id, title_b)
+            a.append(ta)
+            b.append(tb)
+        a, b, single = a[WARMUP:], b[WARMUP:], single[WARMUP:]
+
+        probe = f"/tickets/{ids[0]}/"
+        browser.get(probe)  # warm (the same keep-alive connection, so the same worker)
+        warm = upstream_count(api, sandbox_log, lambda: browser.get(probe))
+        edit = upstream_count(
+            api, sandbox_log, lambda: dashboard_edit(ids[0], f"bench {run_id} probe")
+        )
+        edit -= warm  # dashboard_edit GETs the page first
+
+    rows = [("dashboard edit (POST -> 302)", a), ("direct GET + PATCH (httpx)", b)]
+    rows.append(("  of which one direct GET", single))
+    print(f"\n{args.edits} edits each; sandbox --latency-ms {args.latency_ms:g}; gunicorn 2x4")
+    print(f"{'':32}{'median ms':>10}{'p90 ms':>10}")
+    for label, values in rows:
+        print(f"{label:32}{ms(values, 'median'):>10.1f}{ms(values, 'p90'):>10.1f}")
+    ratio = ms(a, "median") / ms(b, "median")
+    verdict = "within" if ratio <= TARGET else "ABOVE"
+    print(f"{'ratio (median)':32}{ratio:>10.3f}   target <= {TARGET} ({verdict} target)")
+    print(f"{'ratio (p90)':32}{ms(a, 'p90') / ms(b, 'p90'):>10.3f}")
+    print(f"A warm edit page costs {warm} upstream request(s) (expected 1)")
+    print(f"A dashboard edit (POST) costs {edit} upstream request(s) (the direct path makes 2)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=30)
+    parser.add_argument("--latency-ms", type=float, default=20)
+    args = parser.parse_args()
+    if args.edits < 2:
+        parser.error("--edits must be at least 2")
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="thena-bench-") as tmp:
+        try:
+            bench(args, Path(tmp), procs)
+        except (Broken, httpx.HTTPError, subprocess.TimeoutExpired) as error:
+            print(f"bench setup broken: {error}", file=sys.stderr)
+            return 1
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in reversed(procs):
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

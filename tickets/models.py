@@ -1,0 +1,314 @@
+"""The audit log (insert-only, hash-chained) and team scopes.
+
+Audit rows are written only by the functions in tickets/audit.py, which take the chain
+lock, link each row to its predecessor and commit. Nothing here writes audit rows on
+its own: no `save()` overrides that add behaviour, no signals.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+
+
+class Outcome(models.TextChoices):
+    PENDING = "pending"  # intent committed, PATCH not yet answered
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the PATCH may have reached Thena (timeout after sending)
+    CONFLICT = "conflict"  # no PATCH: the user's fields changed upstream
+    DENIED = "denied"  # no PATCH: the user lacks permission or scope
+
+
+# An entry starts pending (two-phase: an AuditOutcome settles it) or with a final outcome
+# (single-row actions: conflict, denied, or e.g. a succeeded audit.export).
+ENTRY_OUTCOMES = (
+    Outcome.PENDING,
+    Outcome.SUCCEEDED,
+    Outcome.FAILED,
+    Outcome.CONFLICT,
+    Outcome.DENIED,
+)
+SETTLED_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.UNKNOWN)
+
+INSERT_ONLY_MESSAGE = "The audit log is insert-only: rows cannot be changed or deleted."
+
+
+class InsertOnlyError(Exception):
+    pass
+
+
+class InsertOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise InsertOnlyError(INSERT_ONLY_MESSAGE)
+
+    def delete(self):
+        raise InsertOnlyError(INSERT_ONLY_MESSAGE)
+
+    def _raw_delete(self, using):
+        raise InsertOnlyError(INSERT_ONLY_MESSAGE)
+
+
+class InsertOnlyModel(models.Model):
+    """Refuses UPDATE and DELETE in Python; the triggers of migration 0002 refuse them in
+    the database too, for whatever bypasses the ORM."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise InsertOnlyError(INSERT_ONLY_MESSAGE)
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise InsertOnlyError(INSERT_ONLY_MESSAGE)
+
+
+class AuditEntryQuerySet(InsertOnlyQuerySet):
+    def newest_first(self):
+        return self.order_by("-created_at", "-id")
+
+    def for_ticket(self, ticket_id: str):
+        return self.filter(ticket_id=ticket_id).newest_first()
+
+    def with_current_outcome(self):
+        """Annotate `current_outcome`: the latest settlement, else the entry's own outcome.
+        One probe of the (entry, id) index per row, so cheap for a page of entries."""
+        latest = AuditOutcome.objects.filter(entry=OuterRef("pk")).order_by("-id")
+        return self.annotate(
+            current_outcome=Coalesce(Subquery(latest.values("outcome")[:1]), F("outcome"))
+        )
+
+    def for_outcome(self, outcome: str):
+        """Entries whose current outcome is `outcome`. Fine for exports and for common
+        outcomes; pages of rare ones should drive from AuditOutcome (see its docstring)."""
+        if outcome in (Outcome.CONFLICT, Outcome.DENIED):
+            return self.filter(outcome=outcome)
+        settled = AuditOutcome.objects.current().filter(entry=OuterRef("pk"))
+        if outcome == Outcome.PENDING:
+            return self.filter(~Exists(settled), outcome=outcome)
+        if outcome == Outcome.UNKNOWN:
+            return self.filter(Exists(settled.filter(outcome=outcome)))
+        return self.filter(Q(outcome=outcome) | Exists(settled.filter(outcome=outcome)))
+
+
+class AuditEntry(InsertOnlyModel):
+    """One attempt or action: who did what to which ticket, and how it started.
+
+    The primary key is the row's position in the single hash chain that runs across
+    AuditEntry and AuditOutcome (ids are drawn from one counter under the chain lock, so
+    an entry and an outcome never share an id, and the ids of the two tables together
+    are 1, 2, 3, ... with no gap). Using the id as the sequence number puts the id, and
+    so every reference to it, under the hash, at no extra column or index.
+
+    `outcome` is the outcome the row was written with and never changes: "pending" for
+    an edit whose PATCH is about to be sent (settled later by AuditOutcome rows), or
+    final for single-row actions (conflict, denied, or e.g. a succeeded audit.export).
+    `actor` has no database constraint and DO_NOTHING: deleting a user must not touch
+    the log (SET_NULL would be an UPDATE, which the triggers refuse); `actor_username`
+    and `actor_email` keep the record readable afterwards.
+
+    Keyset pages go newest first on (created_at, id); every filter has an index that
+    ends in (created_at, id) so a page is a short backwards index range scan. Write the
+    cursor as `created_at <= c AND (created_at < c OR id < i)`: the bare OR form gives
+    neither SQLite nor PostgreSQL an index bound and scans from the newest row. Filters
+    held in another table (field, settled outcome) page fastest when the page is picked
+    from that table's index (filter, cursor, order, [:51]) and the entries are then
+    fetched by pk: an EXISTS per entry scans the whole log when few rows match.
+    """
+
+    id = models.BigIntegerField(primary_key=True)
+    created_at = models.DateTimeField()
+    action = models.CharField(max_length=64)  # dotted code: ticket.update, audit.export
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # covered by the (actor, created_at, id) index
+        null=True,
+        related_name="audit_entries",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    actor_email = models.CharField(max_length=254, blank=True)
+    ticket_id = models.CharField(max_length=64, blank=True)
+    ticket_identifier = models.CharField(max_length=64, blank=True)  # e.g. SUP-12
+    ticket_title = models.TextField(blank=True)
+    team_id = models.CharField(max_length=64, blank=True)
+    changes = models.JSONField(default=dict)  # {field: {"before": x, "after": y}}
+    request_body = models.JSONField(default=dict)  # the exact PATCH body
+    request_id = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    message = models.TextField(blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    # Every meaningful column, in the order they are hashed (see audit.row_hash).
+    CHAIN_FIELDS = (
+        "id",
+        "created_at",
+        "action",
+        "actor_id",
+        "actor_username",
+        "actor_email",
+        "ticket_id",
+        "ticket_identifier",
+        "ticket_title",
+        "team_id",
+        "changes",
+        "request_body",
+        "request_id",
+        "client_ip",
+        "user_agent",
+        "outcome",
+        "message",
+    )
+
+    class Meta:
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="audit_entry_created"),
+            models.Index(fields=["actor", "created_at", "id"], name="audit_entry_actor"),
+            models.Index(fields=["ticket_id", "created_at", "id"], name="audit_entry_ticket"),
+            models.Index(
+                fields=["ticket_identifier", "created_at", "id"], name="audit_entry_identifier"
+            ),
+            models.Index(fields=["outcome", "created_at", "id"], name="audit_entry_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.actor_username or "(no user)"
+        what = f" {self.ticket_identifier or self.ticket_id}" if self.ticket_id else ""
+        when = f"{self.created_at:%Y-%m-%d %H:%M:%S} " if self.created_at else ""
+        return f"#{self.id} {when}{who} {self.action}{what}: {self.outcome}"
+
+
+class AuditOutcomeQuerySet(InsertOnlyQuerySet):
+    def current(self):
+        """Outcomes not superseded by a later outcome of the same entry."""
+        later = AuditOutcome.objects.filter(entry=OuterRef("entry"), id__gt=OuterRef("id"))
+        return self.filter(~Exists(later))
+
+
+class AuditOutcome(InsertOnlyModel):
+    """One settlement of a pending entry: succeeded, failed or unknown. Reconciliation may
+    add another row settling an unknown; the latest row (highest id) is the current one.
+
+    Current outcome without updates: an entry's current outcome is its latest AuditOutcome
+    if it has one, else its own `outcome`. For a page of entries that is one probe of the
+    (entry, id) index per row (`AuditEntry.objects.with_current_outcome()`). Filtering by a
+    settled outcome drives from the (outcome, entry_created_at, entry) index, newest entry
+    first, keeping the rows with no later outcome (a NOT EXISTS probe of the (entry, id)
+    index): `entry_created_at` is copied from the entry so this index runs in the entry
+    list's keyset order. Entries written with a final succeeded/failed (single-row
+    actions) have no AuditOutcome; they come from the entries' (outcome, created_at, id)
+    index, so a page of "succeeded" merges two such index-ordered streams.
+    Filtering "pending" walks that entry index too and keeps entries without any outcome;
+    when fewer than a page are pending it reads every pending-at-write entry (about a
+    second at 1,000,000 entries), so bound it with a date range where possible.
+    """
+
+    id = models.BigIntegerField(primary_key=True)  # position in the chain, see AuditEntry
+    entry = models.ForeignKey(
+        AuditEntry,
+        on_delete=models.PROTECT,
+        db_index=False,  # covered by the (entry, id) index
+        related_name="outcomes",
+    )
+    entry_created_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    upstream_updated_at = models.CharField(max_length=64, blank=True)  # as Thena sent it
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    objects = AuditOutcomeQuerySet.as_manager()
+
+    CHAIN_FIELDS = (
+        "id",
+        "entry_id",
+        "entry_created_at",
+        "created_at",
+        "outcome",
+        "status_code",
+        "message",
+        "upstream_updated_at",
+        "duration_ms",
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["entry", "id"], name="audit_outcome_entry"),
+            models.Index(
+                fields=["outcome", "entry_created_at", "entry"], name="audit_outcome_outcome"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        status = f" ({self.status_code})" if self.status_code else ""
+        return f"#{self.id} entry #{self.entry_id}: {self.outcome}{status}"
+
+
+class AuditField(InsertOnlyModel):
+    """One row per field an entry changed, so "entries that changed field X" is a range
+    scan of (field, created_at, entry) in keyset order (`created_at` is the entry's).
+
+    Not part of the hash chain: it is an index derived from `AuditEntry.changes`, which
+    is; verify_audit_log checks that these rows match the entries' changes exactly.
+    """
+
+    entry = models.ForeignKey(
+        AuditEntry,
+        on_delete=models.PROTECT,
+        db_index=False,  # covered by the (entry, field) unique constraint
+        related_name="fields",
+    )
+    field = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    objects = InsertOnlyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "field"], name="audit_field_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["field", "created_at", "entry"], name="audit_field_field"),
+        ]
+
+    def __str__(self) -> str:
+        return f"entry #{self.entry_id}: {self.field}"
+
+
+class Ticket(models.Model):  # noqa: DJ008 - never instantiated
+    """Holds the `tickets.edit_ticket` permission and nothing else.
+
+    Tickets live in Thena, so there is no local ticket table (managed = False, never
+    queried); Django hangs permissions on a model's content type, and this is that model.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("edit_ticket", "Can edit Thena tickets")]
+
+
+class TeamScope(models.Model):
+    """Limits a user to the listed Thena teams. No row means the user is not limited."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_scope"
+    )
+    team_ids = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {', '.join(map(str, self.team_ids)) or 'no teams'}"
