@@ -7,7 +7,11 @@ from tickets import views as ticket_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="tickets:list"), name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", ticket_views.healthz, name="healthz"),
     path("tickets/", include("tickets.urls")),

@@ -264,11 +264,14 @@ def _lock_chain() -> None:
 
 
 def _chain_head() -> tuple[int, str]:
-    rows = [
-        model.objects.order_by("-id").values_list("id", "hash").first()
-        for model in (AuditEntry, AuditOutcome)
-    ]
-    return max((row for row in rows if row), default=(0, GENESIS_HASH))
+    """The id and hash of the chain's last row, whichever table holds it (one query)."""
+    entries, outcomes = AuditEntry._meta.db_table, AuditOutcome._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, hash FROM {entries} WHERE id = (SELECT MAX(id) FROM {entries}) "
+            f"UNION ALL SELECT id, hash FROM {outcomes} WHERE id = (SELECT MAX(id) FROM {outcomes})"
+        )
+        return max(cursor.fetchall(), default=(0, GENESIS_HASH))
 
 
 def _stream(model, head_id: int) -> Iterator[tuple[type, dict[str, Any]]]:

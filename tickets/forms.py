@@ -381,7 +381,8 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
             return forms.BooleanField(**common)
         case "id":
             return ReferenceField(
-                choices=[("", "—"), *options],
+                # Lazy: normalising a long list is only worth it when it is rendered.
+                choices=lambda: [("", "—"), *options],
                 open_choices=spec.name == "accountId",
                 **common,
             )
@@ -405,13 +406,14 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
 class TicketUpdateForm(forms.Form):
     snapshot = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, data=None, *, ticket: dict, choices: Choices, snapshot: str | None = None):
+    def __init__(self, data=None, *, ticket: dict, choices: Choices):
         self.ticket = ticket
         self.choices = choices
         self.specs = schema.fields()
         self.custom_fields = [d for d in choices.custom_fields if d.get("uid")]
         initial = {spec.name: ticket_value(spec, ticket) for spec in self.specs}
-        initial["snapshot"] = snapshot or sign_snapshot(ticket)
+        if data is None:  # a bound form keeps the snapshot it was posted with
+            initial["snapshot"] = sign_snapshot(ticket)
         super().__init__(data, initial=initial)
         for spec in self.specs:
             options = self._options(spec) if spec.kind == "id" else []

@@ -1,4 +1,5 @@
 import contextlib
+import time
 import zoneinfo
 from urllib.parse import unquote
 
@@ -20,4 +21,22 @@ class TimezoneMiddleware:
             # A forged or unknown zone leaves the page on UTC.
             with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
                 timezone.activate(zoneinfo.ZoneInfo(name))
+        return self.get_response(request)
+
+
+class SessionIdleMiddleware:
+    """Sessions end after SESSION_COOKIE_AGE without a request. Instead of saving the
+    session on every request, renew its expiry at most every few minutes."""
+
+    RENEW_EVERY = 300  # seconds
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        if session is not None and session.session_key:
+            now = int(time.time())
+            if now - session.get("_renewed", 0) > self.RENEW_EVERY:
+                session["_renewed"] = now  # marks it modified, so it is saved and renewed
         return self.get_response(request)
