@@ -1,6 +1,7 @@
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 
 
 @pytest.mark.django_db
@@ -8,7 +9,8 @@ def test_seed_demo_creates_users_once_and_prints_credentials(capsys):
     call_command("seed_demo")
     first = capsys.readouterr().out
     assert "manager" in first and "thena-manager-demo" in first
-    assert authenticate(username="manager", password="thena-manager-demo")
+    request = RequestFactory().post("/accounts/login/")
+    assert authenticate(request, username="manager", password="thena-manager-demo")
     manager = get_user_model().objects.get(username="manager")
     assert manager.has_perm("tickets.edit_ticket")
     assert manager.has_perm("tickets.view_auditentry")

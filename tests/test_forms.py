@@ -13,9 +13,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
 
 
 @pytest.fixture
-def edit(sandbox):
+def load(viewer):
+    return lambda ticket_id: services.ticket_edit_load(user=viewer, ticket_id=ticket_id)
+
+
+@pytest.fixture
+def edit(sandbox, load):
     ticket = next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
-    return services.ticket_edit_load(user=None, ticket_id=ticket["id"])
+    return load(ticket["id"])
 
 
 def _bind(edit, **changes) -> TicketUpdateForm:
@@ -87,9 +92,9 @@ def test_a_malformed_date_time_is_an_error_and_the_input_is_kept(edit):
     assert form["dueDate"].value() == "next tuesday"
 
 
-def test_clearing_a_date_time_sends_null(sandbox, thena):
+def test_clearing_a_date_time_sends_null(sandbox, load):
     ticket = next(t for t in sandbox.tickets() if t.get("dueDate"))
-    edit = services.ticket_edit_load(user=None, ticket_id=ticket["id"])
+    edit = load(ticket["id"])
     assert _changes(edit, dueDate="") == {"dueDate": None}
 
 
@@ -137,9 +142,9 @@ def test_status_name_is_sent_only_when_given(edit):
     assert _changes(edit, statusName="On hold") == {"statusName": "On hold"}
 
 
-def test_auto_link_flag_goes_only_with_a_new_account(edit, settings):
+def test_auto_link_flag_goes_only_with_a_new_account(edit, settings, load):
     settings.THENA_AUTO_LINK_FIELD = "linkSlackChannelToAccount"
-    edit = services.ticket_edit_load(user=None, ticket_id=edit.ticket_id)
+    edit = load(edit.ticket_id)
     assert _changes(edit, linkSlackChannelToAccount="on") == {}
     other = next(v for v, _ in edit.choices.accounts if v != edit.ticket.get("accountId"))
     assert _changes(edit, linkSlackChannelToAccount="on", accountId=other) == {
@@ -193,11 +198,11 @@ def test_a_snapshot_of_another_ticket_is_refused(edit, sandbox):
     assert "another ticket" in form.errors["snapshot"][0]
 
 
-def test_diff_is_against_what_the_user_saw_not_the_current_ticket(edit, sandbox):
+def test_diff_is_against_what_the_user_saw_not_the_current_ticket(edit, sandbox, load):
     shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
     data = submitted(shown, title="Mine")
     sandbox.touch_ticket(edit.ticket_id, priorityName="Urgent")
-    fresh = services.ticket_edit_load(user=None, ticket_id=edit.ticket_id)
+    fresh = load(edit.ticket_id)
     form = TicketUpdateForm(data, ticket=fresh.ticket, choices=fresh.choices)
     assert form.is_valid(), form.errors
     assert form.changes() == {"title": "Mine"}

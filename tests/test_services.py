@@ -1,5 +1,6 @@
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
@@ -29,7 +30,7 @@ def ticket(sandbox):
 
 
 def _edit(ticket_id):
-    return services.ticket_edit_load(user=None, ticket_id=ticket_id)
+    return services.ticket_edit_load(user=User(is_superuser=True), ticket_id=ticket_id)
 
 
 def _form(edit, **changes) -> TicketUpdateForm:

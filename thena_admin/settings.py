@@ -1,6 +1,7 @@
 """Settings for thena-admin, read from the environment only (see .env.example)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "tickets",
 ]
 
@@ -88,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tickets.middleware.TimezoneMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "thena_admin.urls"
@@ -137,6 +140,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses logins while locked out
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling: 5 failures for one username from one IP lock that pair for 15 minutes.
+# Behind a reverse proxy REMOTE_ADDR is the proxy: see README ("Behind a proxy").
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/tickets/"
 LOGOUT_REDIRECT_URL = "login"
@@ -192,7 +208,25 @@ SECURE_CSP = {
 
 # Thena. An empty base URL means the in-process sandbox (tickets/thena/sandbox).
 THENA_API_BASE_URL = os.getenv("THENA_API_BASE_URL", "").strip().rstrip("/")
-THENA_API_KEY = os.getenv("THENA_API_KEY", "").strip()
+
+
+def _thena_api_key() -> str:
+    """From THENA_API_KEY, or from the file THENA_API_KEY_FILE names (a secrets mount)."""
+    key = os.getenv("THENA_API_KEY", "").strip()
+    path = os.getenv("THENA_API_KEY_FILE", "").strip()
+    if key and path:
+        raise ImproperlyConfigured("Set THENA_API_KEY or THENA_API_KEY_FILE, not both.")
+    if not path:
+        return key
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"THENA_API_KEY_FILE names a file that cannot be read ({error.strerror})."
+        ) from None
+
+
+THENA_API_KEY = _thena_api_key()
 THENA_TIMEOUT_SECONDS = env_float("THENA_TIMEOUT_SECONDS", 10.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.

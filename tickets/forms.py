@@ -348,6 +348,24 @@ class URLListField(forms.CharField):
             )
 
 
+class TooLongField(forms.CharField):
+    """A text longer than the form edits: shown cut short and read-only, so submitting
+    the form neither sends nor truncates it."""
+
+    PREVIEW = 5_000
+
+    def __init__(self, length: int, **kwargs):
+        kwargs["help_text"] = (
+            f"{length:,} characters: too long to edit here, shown cut short. Edit it in Thena."
+        )
+        super().__init__(widget=forms.Textarea(attrs={"rows": 6}), disabled=True, **kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, str) and len(value) > self.PREVIEW:
+            return value[: self.PREVIEW] + " …"
+        return value
+
+
 class ReferenceField(forms.ChoiceField):
     """A select of known ids that also accepts an id outside the list when `open` (the
     account picker finds accounts by search, so the list holds only some of them)."""
@@ -417,7 +435,11 @@ class TicketUpdateForm(forms.Form):
         super().__init__(data, initial=initial)
         for spec in self.specs:
             options = self._options(spec) if spec.kind == "id" else []
-            self.fields[spec.name] = _form_field(spec, options)
+            field = self.fields[spec.name] = _form_field(spec, options)
+            value = initial[spec.name]
+            limit = getattr(field, "max_length", None)
+            if isinstance(value, str) and limit and len(value) > limit:
+                self.fields[spec.name] = TooLongField(len(value), label=spec.label, required=False)
         self._add_custom_fields(initial["customFieldValues"])
         self.conflicts = self._conflicts(data)
         for name in self.conflicts:
@@ -515,7 +537,11 @@ class TicketUpdateForm(forms.Form):
         """The PATCH body: the fields the user changed against the snapshot they saw."""
         seen = self.cleaned_data["snapshot"]["values"]
         values = self.wire_values()
-        body = {name: value for name, value in values.items() if value != seen.get(name)}
+        body = {
+            name: value
+            for name, value in values.items()
+            if value != seen.get(name) and not getattr(self.fields.get(name), "disabled", False)
+        }
         auto_link = schema.auto_link_name()
         # The flag only means something alongside a new account (thena-api.md §2.2).
         if auto_link in body and (not body[auto_link] or "accountId" not in body):

@@ -13,12 +13,13 @@ from django.utils.dateparse import parse_datetime
 
 from . import audit
 from .forms import Choices, TicketUpdateForm, load_snapshot, ticket_wire
-from .models import AuditEntry
+from .models import AuditEntry, TeamScope
 from .thena import schema
 from .thena.client import get_client
 from .thena.errors import ThenaError, ThenaNotFound
 
 PAGE_SIZE = 25
+NO_TEAMS = "Your account is not allowed to see any team yet. Ask your administrator."
 LOOKUP_TTL = 300  # seconds: teams, statuses, members... change rarely
 
 
@@ -53,6 +54,46 @@ def teams_list() -> list[dict]:
     return _cached("teams", get_client().teams)
 
 
+# -- team scopes --------------------------------------------------------------------------
+
+
+def user_team_scope(user) -> frozenset[str] | None:
+    """The Thena teams a user may see: None for every team (superusers, and users without
+    a TeamScope row), else the scope's team ids. Memoised on the user for the request."""
+    if user.is_superuser:
+        return None
+    if not hasattr(user, "_team_scope"):
+        row = TeamScope.objects.filter(user=user).values_list("team_ids", flat=True).first()
+        user._team_scope = None if row is None else frozenset(row)
+    return user._team_scope
+
+
+def _in_scope(user, team_id: str | None) -> bool:
+    scope = user_team_scope(user)
+    return scope is None or team_id in scope
+
+
+def _visible(user, ticket: dict) -> dict:
+    """The ticket, or ThenaNotFound when it is outside the user's teams: a ticket of
+    another team looks exactly like one that does not exist."""
+    if not _in_scope(user, ticket.get("teamId")):
+        raise ThenaNotFound()
+    cache.set(f"thena:ticket-team:{ticket['id']}", ticket.get("teamId"), LOOKUP_TTL)
+    return ticket
+
+
+def ticket_check_scope(*, user, ticket_id: str) -> None:
+    """Raise ThenaNotFound unless the ticket is in the user's teams (a cached lookup for
+    scoped users; nothing for unscoped ones)."""
+    if user_team_scope(user) is None:
+        return
+    team_id = cache.get(f"thena:ticket-team:{ticket_id}")
+    if team_id is None:
+        team_id = get_client().get_ticket(ticket_id).get("teamId")
+    if not _in_scope(user, team_id):
+        raise ThenaNotFound()
+
+
 def _datetime(value) -> datetime | None:
     return parse_datetime(value) if isinstance(value, str) else None
 
@@ -61,12 +102,20 @@ def _row(ticket: dict) -> dict:
     return {**ticket, "updated": _datetime(ticket.get("updatedAt"))}
 
 
-def ticket_list(*, team_id: str = "", query: str = "", page: int = 1) -> TicketPage:
-    """One page of tickets, from the list endpoint or, with a query, from search."""
+def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> TicketPage:
+    """One page of tickets, from the list endpoint or, with a query, from search. A user
+    scoped to some teams sees one of them at a time (the API lists one team or all)."""
     page = max(page, 1)
     client = get_client()
+    scope = user_team_scope(user)
     try:
         teams = teams_list()
+        if scope is not None:
+            teams = [team for team in teams if team["id"] in scope]
+            if team_id not in scope:
+                team_id = teams[0]["id"] if teams else ""
+            if not team_id:
+                return TicketPage([], [], "", query, page, False, NO_TEAMS)
         if query:
             result = client.search_tickets(
                 query, team_id=team_id or None, page=page, per_page=PAGE_SIZE
@@ -261,11 +310,11 @@ def account_search(query: str, *, keep: str = "") -> list[tuple[str, str]]:
 
 def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     """Raises ThenaNotFound for a ticket that does not exist (or is out of scope)."""
-    ticket = get_client().get_ticket(ticket_id)
+    ticket = _visible(user, get_client().get_ticket(ticket_id))
     return TicketEdit(ticket=ticket, choices=team_choices(ticket.get("teamId") or ""))
 
 
-def ticket_edit_from_snapshot(*, ticket_id: str, snapshot: str) -> TicketEdit | None:
+def ticket_edit_from_snapshot(*, user, ticket_id: str, snapshot: str) -> TicketEdit | None:
     """The edit as the user saw it, rebuilt from the form's signed snapshot and the cached
     choices: a submit needs no GET of its own (the update re-reads the ticket anyway).
     None when the snapshot is stale, forged or of another ticket."""
@@ -273,7 +322,7 @@ def ticket_edit_from_snapshot(*, ticket_id: str, snapshot: str) -> TicketEdit | 
         data = load_snapshot(snapshot)
     except signing.BadSignature:
         return None
-    if data.get("id") != ticket_id:
+    if data.get("id") != ticket_id or not _in_scope(user, data.get("teamId")):
         return None
     ticket = {
         "id": ticket_id,
@@ -288,8 +337,14 @@ def _ticket_ref(ticket: dict) -> dict:
     return {key: ticket.get(key) for key in ("id", "ticketIdentifier", "title", "teamId")}
 
 
-def ticket_update_denied(*, user, ticket_id: str, meta: audit.RequestMeta) -> None:
-    """A POST from someone without the edit permission: nothing is sent, but it is logged."""
+NO_PERMISSION = "The user lacks the permission tickets.edit_ticket."
+OUT_OF_SCOPE = "The ticket is outside the user's teams."
+
+
+def ticket_update_denied(
+    *, user, ticket_id: str, meta: audit.RequestMeta, why: str = NO_PERMISSION
+) -> None:
+    """An edit refused before anything was sent: nothing reaches Thena, but it is logged."""
     audit.record_attempt(
         action="ticket.update",
         actor=user,
@@ -297,7 +352,7 @@ def ticket_update_denied(*, user, ticket_id: str, meta: audit.RequestMeta) -> No
         changes={},
         request_body={},
         outcome="denied",
-        message="The user lacks the permission tickets.edit_ticket.",
+        message=why,
         meta=meta,
     )
 
@@ -334,6 +389,9 @@ def ticket_update(
             meta=meta,
         )
         raise
+    if not _in_scope(user, fresh.get("teamId")):
+        ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta, why=OUT_OF_SCOPE)
+        raise ThenaNotFound()
     theirs = ticket_wire(fresh)
     moved = {name for name, value in theirs.items() if value != seen.get(name)}
     # A field both sides set to the same value is no conflict and needs no PATCH.

@@ -1,15 +1,29 @@
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from . import services
+from . import audit, services
 from .audit import RequestMeta
 from .forms import TicketUpdateForm, sign_snapshot
+from .models import AuditEntry
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
 
 DETAIL = "tickets/ticket_detail.html"
@@ -31,6 +45,7 @@ def _is_partial(request: HttpRequest) -> bool:
 @require_GET
 def ticket_list(request: HttpRequest) -> HttpResponse:
     listing = services.ticket_list(
+        user=request.user,
         team_id=request.GET.get("team", "").strip(),
         query=request.GET.get("q", "").strip()[:200],
         page=_int(request.GET.get("page"), 1),
@@ -42,6 +57,13 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
 def _load(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
     try:
         return services.ticket_edit_load(user=request.user, ticket_id=ticket_id)
+    except ThenaNotFound:
+        raise Http404("No such ticket.") from None
+
+
+def _check_scope(request: HttpRequest, ticket_id: str) -> None:
+    try:
+        services.ticket_check_scope(user=request.user, ticket_id=ticket_id)
     except ThenaNotFound:
         raise Http404("No such ticket.") from None
 
@@ -111,7 +133,7 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
         )
         raise PermissionDenied("You may view tickets but not edit them.")
     seen = services.ticket_edit_from_snapshot(
-        ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
+        user=request.user, ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
     )
     form = seen and TicketUpdateForm(request.POST, ticket=seen.ticket, choices=seen.choices)
     if not (form and form.is_valid()):
@@ -170,8 +192,9 @@ def _logged(response: HttpResponse) -> HttpResponse:
 def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
     """Inline validation when the user leaves a field: the same form, no network (the
     ticket's values come from the signed snapshot, the choices from the cache)."""
+    _check_scope(request, ticket_id)
     edit = services.ticket_edit_from_snapshot(
-        ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
+        user=request.user, ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
     )
     if edit is None:
         return HttpResponse(status=204)  # stale or forged form: the real submit says so
@@ -187,6 +210,7 @@ def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
 @require_GET
 @permission_required("tickets.view_auditentry", raise_exception=True)
 def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    _check_scope(request, ticket_id)
     return render(
         request,
         DETAIL + "#history-panel",
@@ -219,3 +243,100 @@ def account_options(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     report = services.health_check()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+AUDIT_LIST = "audit/audit_list.html"
+CHART_HEIGHT = 100  # SVG units; each day is 10 wide
+
+
+def _audit_scope(request: HttpRequest) -> frozenset[str] | None:
+    """The teams whose audit entries the user may read; None means every team."""
+    return None
+
+
+@dataclass(frozen=True)
+class _Bar:
+    day: date
+    count: int
+    x: int
+    y: int
+    height: int
+
+
+def _chart(days: list[audit.DayCount]) -> dict:
+    """Bar geometry for the per-day chart, in whole SVG units (templates never compute)."""
+    top = max((day.count for day in days), default=0)
+    bars = []
+    for index, day in enumerate(days):
+        height = max(1, round(day.count / top * CHART_HEIGHT)) if day.count else 0
+        bars.append(_Bar(day.day, day.count, index * 10 + 1, CHART_HEIGHT - height, height))
+    return {
+        "bars": bars,
+        "width": len(days) * 10,
+        "height": CHART_HEIGHT,
+        "top": top,
+        "total": sum(day.count for day in days),
+        "since": days[0].day,
+        "until": days[-1].day,
+    }
+
+
+# /audit/
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    form = audit.AuditFilterForm(request.GET)
+    context = {"form": form, "oob": _is_partial(request)}
+    if form.is_valid():
+        filters, scope = form.filters(), _audit_scope(request)
+        token = request.GET.get("cursor", "")
+        cursor = audit.Cursor.decode(token) if token else None
+        page = audit.audit_page(filters=filters, cursor=cursor, team_ids=scope)
+        params = filters.as_params()
+        context |= {
+            "page": page,
+            "cursor": cursor,
+            "bad_cursor": bool(token) and cursor is None,
+            "query": urlencode(params),
+            "next_query": urlencode({**params, "cursor": page.next_cursor}),
+            "chart": _chart(audit.audit_daily_counts(filters=filters, team_ids=scope)),
+        }
+    template = AUDIT_LIST + ("#audit-results" if _is_partial(request) else "")
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# /audit/<pk>/
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        detail = audit.audit_entry_detail(pk=pk, team_ids=_audit_scope(request))
+    except AuditEntry.DoesNotExist:
+        raise Http404("No such audit entry.") from None
+    return render(request, "audit/audit_detail.html", {"detail": detail, "entry": detail.entry})
+
+
+# /audit/export.csv
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def audit_export(request: HttpRequest) -> HttpResponse:
+    form = audit.AuditFilterForm(request.GET)
+    if not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return HttpResponseBadRequest(
+            f"Nothing exported: {problems}", content_type="text/plain; charset=utf-8"
+        )
+    lines = audit.audit_export(
+        actor=request.user,
+        filters=form.filters(),
+        team_ids=_audit_scope(request),
+        meta=RequestMeta.of(request),
+    )
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="audit-log-{stamp}.csv"'
+    return response

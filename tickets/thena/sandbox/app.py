@@ -133,6 +133,12 @@ class SandboxApp:
             self._patch(ticket, fields)
             return copy.deepcopy(ticket)
 
+    def put_ticket(self, ticket_id: str, **raw) -> None:
+        """Store values as Thena might hold them, unvalidated (e.g. hostile text, a ticket
+        moved to another team): for tests of what the dashboard shows."""
+        with self._lock:
+            self._world.tickets[ticket_id].update(copy.deepcopy(raw))
+
     def fail_next(self, count: int = 1, status: int = 500) -> None:
         """The next `count` requests answer `status` with a NestJS error body."""
         with self._lock:

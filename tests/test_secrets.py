@@ -1,0 +1,115 @@
+"""The Thena API key is never rendered, logged, stored or put in an exception."""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.util import submitted
+from tickets.models import AuditEntry
+from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
+
+KEY = "tk-live-9f8e7d6c5b4a-SECRET-KEY-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Faults(httpx.BaseTransport):
+    """The sandbox, with the next PATCH failing in a chosen way."""
+
+    def __init__(self, sandbox):
+        self.inner = sandbox_transport(sandbox)
+        self.patch_failure = None
+
+    def handle_request(self, request):
+        failure, self.patch_failure = (
+            (self.patch_failure, None) if request.method == "PATCH" else (None, self.patch_failure)
+        )
+        if failure == "timeout":
+            raise httpx.ReadTimeout(f"timed out talking to {request.url}", request=request)
+        if failure == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if isinstance(failure, int):
+            # An upstream that (wrongly) echoes the key in its error must not leak it either.
+            body = {"statusCode": failure, "message": f"bad request with key {KEY}"}
+            return httpx.Response(failure, json=body, request=request)
+        return self.inner.handle_request(request)
+
+
+@pytest.mark.django_db
+def test_the_key_appears_in_no_response_log_record_audit_row_or_error(
+    manager_client, viewer_client, sandbox, caplog
+):
+    sandbox.config.api_key = KEY
+    transport = _Faults(sandbox)
+    set_client(ThenaClient(SANDBOX_BASE_URL, KEY, transport=transport, sleep=lambda s: None))
+    caplog.set_level(logging.DEBUG)
+    ticket = next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
+    url = f"/tickets/{ticket['id']}/"
+    seen: list[bytes] = []
+
+    def edit(client, failure=None, **changes):
+        page = client.get(url)
+        seen.append(page.content)
+        transport.patch_failure = failure
+        response = client.post(url, submitted(page.context["form"], **changes), follow=True)
+        seen.append(response.content)
+
+    edit(manager_client, title="ok")  # succeeded
+    for failure in (400, 401, 403, 404, 429, 500, "timeout", "refused"):
+        edit(manager_client, failure, title=f"fails {failure}")
+    sandbox.touch_ticket(ticket["id"], title="theirs")
+    page = manager_client.get(url)
+    sandbox.touch_ticket(ticket["id"], title="theirs again")
+    seen.append(manager_client.post(url, submitted(page.context["form"], title="mine")).content)
+    seen.append(viewer_client.post(url, {"title": "denied"}).content)
+    seen.append(manager_client.get("/healthz").content)
+    seen.append(manager_client.get("/tickets/").content)
+    sandbox.config.api_key = "rotated"  # now Thena refuses our key
+    seen.append(manager_client.get(url).content)
+    seen.append(manager_client.get("/healthz").content)
+
+    outcomes = set(
+        AuditEntry.objects.with_current_outcome().values_list("current_outcome", flat=True)
+    )
+    assert outcomes >= {"succeeded", "failed", "unknown", "conflict", "denied"}
+    assert all(KEY.encode() not in content for content in seen)
+    assert KEY not in caplog.text
+    assert all(KEY not in str(record.__dict__) for record in caplog.records)
+    with connection.cursor() as cursor:
+        for table in ("tickets_auditentry", "tickets_auditoutcome", "django_session"):
+            cursor.execute(f"SELECT * FROM {table}")
+            assert KEY not in repr(cursor.fetchall()), table
+
+
+def test_the_key_can_come_from_a_file(tmp_path):
+    secret = tmp_path / "thena-key"
+    secret.write_text(KEY + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("THENA_", "PYTEST_"))}
+    env.update(DJANGO_DEBUG="true", THENA_API_KEY_FILE=str(secret))
+    code = f"from django.conf import settings; print(settings.THENA_API_KEY == {KEY!r})"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "True", result.stderr
+    env["THENA_API_KEY_FILE"] = str(tmp_path / "missing")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "THENA_API_KEY_FILE" in result.stderr
+    assert KEY not in result.stderr
