@@ -145,13 +145,18 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 # Login throttling: 5 failures for one username from one IP lock that pair for 15 minutes.
-# Behind a reverse proxy REMOTE_ADDR is the proxy: see README ("Behind a proxy").
+# Behind a reverse proxy REMOTE_ADDR is the proxy: set DJANGO_PROXY_COUNT (below).
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Behind N reverse proxies, the client address is the Nth from the right in X-Forwarded-For.
+PROXY_COUNT = int(env_float("DJANGO_PROXY_COUNT", 0))
+if PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/tickets/"
