@@ -51,7 +51,8 @@ def _cached(key: str, fetch):
 
 
 def teams_list() -> list[dict]:
-    return _cached("teams", get_client().teams)
+    """Top-level teams (tickets belong to these; sub-teams are a field of the ticket)."""
+    return [team for team in _cached("teams", get_client().teams) if not team.get("parentTeamId")]
 
 
 # -- team scopes --------------------------------------------------------------------------
