@@ -225,9 +225,8 @@ def _cf_form_field(definition: dict) -> forms.Field:
             )
         case "boolean":
             return forms.BooleanField(**common)
-    return JSONListField(
-        help_text="This field type has no simple input: its values as a JSON list.", **common
-    )
+    common.setdefault("help_text", "This field type has no simple input: its values as JSON.")
+    return JSONInputField(list, **common)
 
 
 def _cf_to_data(definition: dict, value) -> list | None:
@@ -269,52 +268,35 @@ def _datetime_widget() -> forms.DateTimeInput:
     return forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
 
-class JSONObjectField(forms.CharField):
-    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"})
+class JSONInputField(forms.CharField):
+    """A JSON object or list, edited as indented text and checked on the way in."""
 
-    def __init__(self, **kwargs):
+    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"})
+    EXAMPLES = {dict: '{"key": "value"}', list: '[{"value": "a"}]'}
+
+    def __init__(self, json_type: type = dict, **kwargs):
+        self.json_type = json_type
         super().__init__(max_length=JSON_MAX, strip=True, **kwargs)
 
     def prepare_value(self, value):
-        if isinstance(value, dict):
+        if isinstance(value, self.json_type):
             return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) if value else ""
         return value
 
     def to_python(self, value):
         text = super().to_python(value)
         if not text:
-            return {}
+            return self.json_type()
         try:
             parsed = json.loads(text)
         except ValueError as error:
             raise forms.ValidationError(
                 f"This is not valid JSON: {error}.", code="invalid"
             ) from None
-        if not isinstance(parsed, dict):
-            raise forms.ValidationError(
-                'Enter a JSON object, e.g. {"key": "value"}.', code="invalid"
-            )
-        return parsed
-
-
-class JSONListField(JSONObjectField):
-    def prepare_value(self, value):
-        if isinstance(value, list):
-            return json.dumps(value, indent=2, ensure_ascii=False) if value else ""
-        return value
-
-    def to_python(self, value):
-        text = forms.CharField.to_python(self, value)
-        if not text:
-            return []
-        try:
-            parsed = json.loads(text)
-        except ValueError as error:
-            raise forms.ValidationError(
-                f"This is not valid JSON: {error}.", code="invalid"
-            ) from None
-        if not isinstance(parsed, list):
-            raise forms.ValidationError('Enter a JSON list, e.g. [{"value": "a"}].', code="invalid")
+        if not isinstance(parsed, self.json_type):
+            kind = "object" if self.json_type is dict else "list"
+            example = self.EXAMPLES[self.json_type]
+            raise forms.ValidationError(f"Enter a JSON {kind}, e.g. {example}.", code="invalid")
         return parsed
 
 
@@ -407,7 +389,7 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
         case "name":
             return forms.CharField(max_length=200, **common)
         case "json_object":
-            return JSONObjectField(**common)
+            return JSONInputField(dict, **common)
         case "url_list":
             return URLListField(**common)
         case "enum_list":
@@ -417,7 +399,7 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
                 **common,
             )
         case "object_list":
-            return JSONListField(**common)
+            return JSONInputField(list, **common)
     raise ValueError(spec.kind)
 
 

@@ -400,35 +400,32 @@ def ticket_update(
         name: value for name, value in body.items() if not (name in moved and theirs[name] == value)
     }
     labels = schema.field_map()
+
+    def record(outcome: str = "pending", message: str = ""):
+        return audit.record_attempt(
+            action="ticket.update",
+            actor=user,
+            ticket=_ticket_ref(fresh),
+            changes=_changes(theirs, body),
+            request_body=body,
+            outcome=outcome,
+            message=message,
+            meta=meta,
+        )
+
     clashing = sorted(moved & body.keys())
     if clashing:
         fields = [
             ConflictField(name, _label(labels, name), seen.get(name), theirs[name], body[name])
             for name in clashing
         ]
-        entry = audit.record_attempt(
-            action="ticket.update",
-            actor=user,
-            ticket=_ticket_ref(fresh),
-            changes=_changes(theirs, body),
-            request_body=body,
-            outcome="conflict",
-            message="Changed in Thena meanwhile: " + ", ".join(f.label for f in fields),
-            meta=meta,
-        )
-        raise Conflict(fields=fields, fresh=fresh, entry=entry)
+        message = "Changed in Thena meanwhile: " + ", ".join(f.label for f in fields)
+        raise Conflict(fields=fields, fresh=fresh, entry=record("conflict", message))
     kept = [_label(labels, name) for name in sorted(moved)]
     if not body:
         return UpdateResult(entry=None, ticket=fresh, sent={}, kept_upstream=kept)
 
-    entry = audit.record_attempt(
-        action="ticket.update",
-        actor=user,
-        ticket=_ticket_ref(fresh),
-        changes=_changes(theirs, body),
-        request_body=body,
-        meta=meta,
-    )
+    entry = record()
     started = time.monotonic()
     try:
         updated = client.update_ticket(edit.ticket_id, body)
