@@ -15,5 +15,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", ticket_views.healthz, name="healthz"),
     path("tickets/", include("tickets.urls")),
+    path("audit/", include("tickets.audit_urls")),
     path("admin/", admin.site.urls),
 ]

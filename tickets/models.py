@@ -175,6 +175,11 @@ class AuditEntry(InsertOnlyModel):
         indexes = [
             models.Index(fields=["created_at", "id"], name="audit_entry_created"),
             models.Index(fields=["actor", "created_at", "id"], name="audit_entry_actor"),
+            # The audit list filters by the username as recorded, which still finds the
+            # entries of a deleted or renamed user.
+            models.Index(
+                fields=["actor_username", "created_at", "id"], name="audit_entry_actor_name"
+            ),
             models.Index(fields=["ticket_id", "created_at", "id"], name="audit_entry_ticket"),
             models.Index(
                 fields=["ticket_identifier", "created_at", "id"], name="audit_entry_identifier"

@@ -1,0 +1,228 @@
+"""The audit log's pages at a million entries, against the Django admin. Prints; asserts nothing.
+
+    .venv/bin/python bench/audit_scale.py [--db PATH] [--count 1000000] [--reps 40]
+
+SQLite by default: a database file in a temp dir that is removed afterwards, or the file
+at --db, which is kept and reused (only the missing entries are seeded). With
+DATABASE_URL pointing at PostgreSQL, that database instead (seeded the same way, then
+VACUUM ANALYZE, as autovacuum would). Seeding 1,000,000 entries takes a few minutes.
+
+Each page is requested in-process through Django's test Client (every middleware, the
+session, the template) as an auditor who is also staff, and the median server time is
+compared with the same page of a stock Django admin changelist of AuditEntry: a
+throwaway ModelAdmin on a private AdminSite with list_filter and search on the same
+columns and ordering ("-created_at", "-id"), given the equivalent query string.
+Targets: every ratio <= 0.1 and every audit page under 50 ms.
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+RATIO_TARGET = 0.1
+MS_TARGET = 50.0
+ACTOR = "chen.wei"  # one of seed_audit's actors
+FIELD = "description"
+PAGES = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, help="SQLite file to reuse (kept); default: a temp one")
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=40, help="timed requests per audit page")
+    parser.add_argument("--admin-reps", type=int, default=7, help="timed requests per admin page")
+    args = parser.parse_args()
+
+    postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+    temp = None
+    if not postgres:
+        if args.db is None:
+            temp = Path(tempfile.mkdtemp(prefix="thena-audit-bench-"))
+        path = (args.db or temp / "audit.sqlite3").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(40))
+    os.environ["DJANGO_DEBUG"] = "false"
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "thena_admin.settings"
+    sys.path.insert(0, str(ROOT))
+    warnings.filterwarnings("ignore", message="No directory at")
+    try:
+        run(args)
+    finally:
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def run(args) -> None:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    call_command("migrate", verbosity=0)
+    fill(args.count)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for table in ("tickets_auditentry", "tickets_auditoutcome", "tickets_auditfield"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
+
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    ):
+        measure(args)
+
+
+def fill(count: int) -> None:
+    from django.core.management import call_command
+
+    from tickets.models import AuditEntry
+
+    have = AuditEntry.objects.count()  # once, for the benchmark's own bookkeeping
+    if have < count:
+        print(f"Seeding {count - have} audit entries (have {have}); this takes a few minutes…")
+        started = time.perf_counter()
+        call_command("seed_audit", count=count - have, batch=10_000)
+        print(f"Seeded in {time.perf_counter() - started:.0f} s.")
+
+
+def build_urls():
+    """The private admin site and this script's URLconf (ROOT_URLCONF is this module)."""
+    from django.contrib import admin
+    from django.urls import include, path
+
+    from tickets.models import AuditEntry
+
+    class BenchAuditAdmin(admin.ModelAdmin):
+        list_display = ("id", "created_at", "actor_username", "action", "ticket_identifier")
+        list_filter = ("actor_username", "fields__field", "outcome", "created_at")
+        search_fields = ("ticket_id", "ticket_identifier")
+        ordering = ("-created_at", "-id")
+        list_per_page = PAGES
+
+    site = admin.AdminSite(name="bench_admin")
+    site.register(AuditEntry, BenchAuditAdmin)
+    return [path("bench-admin/", site.urls), path("", include("thena_admin.urls"))]
+
+
+def measure(args) -> None:
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+
+    from tickets import audit
+
+    global urlpatterns
+    urlpatterns = build_urls()
+
+    user, _ = User.objects.get_or_create(username="bench-auditor", defaults={"is_staff": True})
+    user.groups.add(Group.objects.get(name="Auditors"))
+    client = Client()
+    client.force_login(user)
+
+    today = timezone.localdate()
+    since, until = today - timedelta(days=60), today - timedelta(days=31)
+    start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(until + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    cursor = None
+    for _ in range(PAGES - 1):
+        page = audit.audit_page(filters=audit.AuditFilter(), cursor=cursor)
+        cursor = audit.Cursor.decode(page.next_cursor)
+    ours = {
+        "first page": "/audit/",
+        "actor + field + 30 days": "/audit/?"
+        + urlencode({"actor": ACTOR, "field": FIELD, "since": since, "until": until}),
+        f"page {PAGES} by cursor": "/audit/?" + urlencode({"cursor": cursor.encode()}),
+    }
+    theirs = {
+        "first page": "/bench-admin/tickets/auditentry/",
+        "actor + field + 30 days": "/bench-admin/tickets/auditentry/?"
+        + urlencode(
+            {
+                "actor_username": ACTOR,
+                "fields__field": FIELD,
+                "created_at__gte": str(start),
+                "created_at__lt": str(end),
+            }
+        ),
+        f"page {PAGES} by cursor": f"/bench-admin/tickets/auditentry/?p={PAGES}",
+    }
+
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        version = f"{connection.pg_version // 10000}.{connection.pg_version % 10000}"
+    else:
+        import sqlite3
+
+        version = sqlite3.sqlite_version
+    newest = audit.audit_page(filters=audit.AuditFilter(), limit=1).entries[0]
+    print(f"\n{vendor} {version}, entries up to #{newest.id}, {args.reps} timed requests per page")
+    print(f"{'page':<26} {'audit ms':>9} {'admin ms':>9} {'ratio':>7}  target")
+    for name, url in ours.items():
+        mine = median_ms(client, url, args.reps)
+        admin_ms = median_ms(client, theirs[name], args.admin_reps)
+        ratio = mine / admin_ms
+        ok = "ok" if ratio <= RATIO_TARGET and mine < MS_TARGET else "MISSED"
+        print(f"{name:<26} {mine:9.1f} {admin_ms:9.1f} {ratio:7.3f}  {ok}")
+
+    others = {
+        "outcome=failed": "/audit/?outcome=failed",
+        "outcome=unknown": "/audit/?outcome=unknown",
+        "outcome=succeeded": "/audit/?outcome=succeeded",
+        "outcome=pending": "/audit/?outcome=pending",
+        "ticket=SUP-1": "/audit/?ticket=SUP-1",
+        "field=description": f"/audit/?field={FIELD}",
+        "htmx fragment": ("/audit/?" + urlencode({"actor": ACTOR}), {"HX-Request": "true"}),
+        "entry detail": f"/audit/{newest.id}/",
+    }
+    print(f"\nOther audit pages (no admin equivalent; target {MS_TARGET:.0f} ms)")
+    for name, target in others.items():
+        url, headers = target if isinstance(target, tuple) else (target, {})
+        print(f"{name:<26} {median_ms(client, url, args.reps, headers):9.1f}")
+
+    # The chart caches the counts of days before today; a cold cache counts them all.
+    print("\nWith the per-day counts cache emptied before every request")
+    for name, url in {**ours, "outcome=succeeded": others["outcome=succeeded"]}.items():
+        print(f"{name:<26} {median_ms(client, url, 7, cold=True):9.1f}")
+
+
+def median_ms(client, url: str, reps: int, headers=None, *, cold=False) -> float:
+    from django.core.cache import cache
+
+    times = []
+    for index in range(reps + 2):
+        if cold:
+            cache.clear()
+        started = time.perf_counter()
+        response = client.get(url, headers=headers or {})
+        body = response.content
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise SystemExit(f"{url}: {response.status_code}\n{body[:1500].decode()}")
+        if index >= 2:  # two warm-up requests
+            times.append(elapsed)
+    return statistics.median(times)
+
+
+urlpatterns: list = []
+
+if __name__ == "__main__":
+    main()
