@@ -276,3 +276,34 @@ def test_deleting_a_user_keeps_their_audit_entries(manager_client, manager, sup_
     manager.delete()
     entry = AuditEntry.objects.get()
     assert entry.actor_username == "manager"
+
+
+def test_scoped_auditor_reads_only_their_teams_audit_entries(
+    django_user_model, manager_client, sandbox, billing, sup_ticket
+):
+    bil_ticket = next(t for t in sandbox.tickets() if t["teamId"] == billing["id"])
+    for ticket in (sup_ticket, bil_ticket):
+        url = f"/tickets/{ticket['id']}/"
+        manager_client.post(
+            url, submitted(manager_client.get(url).context["form"], title="Audited")
+        )
+    auditor = _user(django_user_model, "billing-auditor", "Auditors")
+    TeamScope.objects.create(user=auditor, team_ids=[billing["id"]])
+    client = _client_for(auditor)
+    listing = client.get("/audit/")
+    assertContains(listing, bil_ticket["ticketIdentifier"])
+    assertNotContains(listing, f">{sup_ticket['ticketIdentifier']}<")
+    hidden = AuditEntry.objects.get(ticket_id=sup_ticket["id"])
+    assert client.get(f"/audit/{hidden.pk}/").status_code == 404
+    export = b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    assert bil_ticket["ticketIdentifier"] in export
+    assert sup_ticket["ticketIdentifier"] not in export
+
+
+def test_client_ip_behind_a_proxy(settings, rf):
+    from tickets.audit import client_ip
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.7, 10.0.0.1")
+    assert client_ip(request) == "10.0.0.2"
+    settings.PROXY_COUNT = 2
+    assert client_ip(request) == "198.51.100.7"

@@ -154,9 +154,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 # Behind N reverse proxies, the client address is the Nth from the right in X-Forwarded-For.
 PROXY_COUNT = int(env_float("DJANGO_PROXY_COUNT", 0))
-if PROXY_COUNT:
-    AXES_IPWARE_PROXY_COUNT = PROXY_COUNT
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "tickets.audit.client_ip"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/tickets/"

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -76,9 +77,21 @@ class RequestMeta:
             request_id = uuid.uuid4().hex
         return cls(
             request_id=request_id,
-            client_ip=_normalise_ip(request.META.get("REMOTE_ADDR")),
+            client_ip=_normalise_ip(client_ip(request)),
             user_agent=request.headers.get("User-Agent", "")[:USER_AGENT_MAX],
         )
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR; behind DJANGO_PROXY_COUNT proxies, the address the outermost proxy
+    saw (each proxy appends its client to X-Forwarded-For). Also used by django-axes."""
+    count = settings.PROXY_COUNT
+    if count:
+        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        hops = [hop for hop in hops if hop]
+        if len(hops) >= count:
+            return hops[-count]
+    return request.META.get("REMOTE_ADDR")
 
 
 @dataclass(frozen=True)

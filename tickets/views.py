@@ -253,7 +253,7 @@ CHART_HEIGHT = 100  # SVG units; each day is 10 wide
 
 def _audit_scope(request: HttpRequest) -> frozenset[str] | None:
     """The teams whose audit entries the user may read; None means every team."""
-    return None
+    return services.user_team_scope(request.user)
 
 
 @dataclass(frozen=True)
