@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from tests.util import write_audit
 from tickets import audit
 from tickets.audit import (
     AuditFilter,
@@ -66,20 +67,8 @@ def noah(django_user_model):
     return django_user_model.objects.create_user("noah", email="noah@example.com")
 
 
-def write(actor, ticket=SUP_1, changes=STATUS, *, outcome="pending", settle=(), **kwargs):
-    entry = record_attempt(
-        action="ticket.update",
-        actor=actor,
-        ticket=ticket,
-        changes=changes,
-        request_body={name: change["after"] for name, change in changes.items()},
-        outcome=outcome,
-        meta=META,
-        **kwargs,
-    )
-    for result in settle:
-        record_outcome(entry=entry, outcome=result, status_code=200)
-    return entry
+def write(actor, ticket=SUP_1, changes=STATUS, **kwargs):
+    return write_audit(actor, ticket, changes, meta=META, **kwargs)
 
 
 def ids(filters=None, **kwargs) -> list[int]:

@@ -6,7 +6,8 @@ import pytest
 from django.test import Client
 from pytest_django.asserts import assertContains, assertNotContains
 
-from tickets.audit import RequestMeta, record_attempt, record_outcome, verify_chain
+from tests.util import write_audit
+from tickets.audit import RequestMeta, verify_chain
 from tickets.models import AuditEntry
 from tickets.thena import schema
 
@@ -20,18 +21,9 @@ LONG_AFTER = "The printer on the third floor was on fire.\nFacilities put it out
 
 def write(actor, *, ticket=TICKET, changes=None, outcome="pending", settle=()):
     changes = changes or {"statusId": {"before": "st_open", "after": "st_closed"}}
-    entry = record_attempt(
-        action="ticket.update",
-        actor=actor,
-        ticket=ticket,
-        changes=changes,
-        request_body={name: change["after"] for name, change in changes.items()},
-        outcome=outcome,
-        meta=META,
+    return write_audit(
+        actor, ticket, changes, meta=META, outcome=outcome, settle=settle, duration_ms=87
     )
-    for result in settle:
-        record_outcome(entry=entry, outcome=result, status_code=200, duration_ms=87)
-    return entry
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
-from tests.util import submitted
+from tests.util import fail_patches, submitted
 from tickets import services
 from tickets.audit import RequestMeta
 from tickets.forms import TicketUpdateForm
@@ -192,7 +192,7 @@ def test_upstream_validation_error_is_recorded_as_failed(manager, sandbox, ticke
 def test_upstream_failures_are_recorded(manager, sandbox, ticket, status, error, outcome):
     edit = _edit(ticket["id"])
     form = _form(edit, title="Doomed")
-    set_client(ThenaClient(SANDBOX_BASE_URL, DEMO_API_KEY, transport=_FailPatch(sandbox, status)))
+    fail_patches(sandbox, status)
     with pytest.raises(error) as caught:
         services.ticket_update(user=manager, edit=edit, form=form, meta=META)
     assert caught.value.user_message
@@ -214,9 +214,7 @@ def test_rate_limited_edit_is_failed_and_says_when_to_retry(manager, sandbox, ti
 def test_timeout_after_sending_records_unknown(manager, sandbox, ticket):
     edit = _edit(ticket["id"])
     form = _form(edit, title="Maybe")
-    set_client(
-        ThenaClient(SANDBOX_BASE_URL, DEMO_API_KEY, transport=_FailPatch(sandbox, "timeout"))
-    )
+    fail_patches(sandbox, "timeout")
     with pytest.raises(ThenaError) as caught:
         services.ticket_update(user=manager, edit=edit, form=form, meta=META)
     assert caught.value.outcome_unknown
@@ -226,14 +224,7 @@ def test_timeout_after_sending_records_unknown(manager, sandbox, ticket):
 def test_refused_connection_records_failed(manager, sandbox, ticket):
     edit = _edit(ticket["id"])
     form = _form(edit, title="Never sent")
-    set_client(
-        ThenaClient(
-            SANDBOX_BASE_URL,
-            DEMO_API_KEY,
-            transport=_FailPatch(sandbox, "refused"),
-            sleep=lambda s: None,
-        )
-    )
+    fail_patches(sandbox, "refused")
     with pytest.raises(ThenaError) as caught:
         services.ticket_update(user=manager, edit=edit, form=form, meta=META)
     assert not caught.value.outcome_unknown
@@ -254,19 +245,13 @@ def test_failed_re_read_is_recorded_and_nothing_sent(manager, sandbox, ticket):
 
 def test_reconcile_settles_unknown_edits_by_reading_back(manager, sandbox, ticket):
     edit = _edit(ticket["id"])
-    set_client(
-        ThenaClient(
-            SANDBOX_BASE_URL, DEMO_API_KEY, transport=_FailPatch(sandbox, "timeout-after-apply")
-        )
-    )
+    fail_patches(sandbox, "timeout-after-apply")
     with pytest.raises(ThenaError):
         services.ticket_update(
             user=manager, edit=edit, form=_form(edit, title="Applied"), meta=META
         )
     lost = _edit(ticket["id"])
-    set_client(
-        ThenaClient(SANDBOX_BASE_URL, DEMO_API_KEY, transport=_FailPatch(sandbox, "timeout"))
-    )
+    fail_patches(sandbox, "timeout")
     with pytest.raises(ThenaError):
         services.ticket_update(user=manager, edit=lost, form=_form(lost, source="fax"), meta=META)
     set_client(None)
@@ -305,24 +290,3 @@ class _Spy(httpx.BaseTransport):
     def handle_request(self, request):
         self.look(request)
         return self.inner.handle_request(request)
-
-
-class _FailPatch(httpx.BaseTransport):
-    """The sandbox for reads; one exact failure for every PATCH."""
-
-    def __init__(self, sandbox, failure):
-        self.inner = sandbox_transport(sandbox)
-        self.failure = failure
-
-    def handle_request(self, request):
-        if request.method != "PATCH":
-            return self.inner.handle_request(request)
-        if self.failure == "timeout":
-            raise httpx.ReadTimeout("timed out", request=request)
-        if self.failure == "timeout-after-apply":
-            self.inner.handle_request(request)
-            raise httpx.ReadTimeout("timed out", request=request)
-        if self.failure == "refused":
-            raise httpx.ConnectError("connection refused", request=request)
-        body = {"statusCode": self.failure, "message": "nope", "error": "Error"}
-        return httpx.Response(self.failure, json=body, request=request)

@@ -1,13 +1,10 @@
 import json
 
-import httpx
 import pytest
 from pytest_django.asserts import assertContains, assertNotContains
 
-from tests.util import submitted
+from tests.util import fail_patches, submitted
 from tickets.models import AuditEntry
-from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
-from tickets.thena.sandbox import DEMO_API_KEY
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
 
@@ -139,14 +136,7 @@ def test_upstream_400_shows_on_the_named_field(manager_client, url):
 )
 def test_upstream_errors_are_shown_on_the_form(manager_client, url, sandbox, status, words):
     data = _post_data(manager_client, url, title="Will fail")
-    set_client(
-        ThenaClient(
-            SANDBOX_BASE_URL,
-            DEMO_API_KEY,
-            transport=_FailPatch(sandbox, status),
-            sleep=lambda s: None,
-        )
-    )
+    fail_patches(sandbox, status)
     response = manager_client.post(url, data)
     assert response.status_code == 200
     assertContains(response, 'class="error-summary"')
@@ -211,16 +201,3 @@ def test_account_search_keeps_the_current_account(manager_client, sandbox):
     assertContains(response, f'value="{current}" selected')
     some = sandbox.ticket(ticket["id"])["account"]
     assertContains(manager_client.get("/tickets/accounts/", {"q": some[:4]}), some)
-
-
-class _FailPatch(httpx.BaseTransport):
-    def __init__(self, sandbox, status):
-        self.inner = sandbox_transport(sandbox)
-        self.status = status
-
-    def handle_request(self, request):
-        if request.method != "PATCH":
-            return self.inner.handle_request(request)
-        headers = {"X-RateLimit-Reset": "9999999999"} if self.status == 429 else {}
-        body = {"statusCode": self.status, "message": "nope"}
-        return httpx.Response(self.status, json=body, headers=headers, request=request)

@@ -1,7 +1,12 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
+import httpx
 from django import forms
 from django.utils.datastructures import MultiValueDict
+
+from tickets.audit import RequestMeta, record_attempt, record_outcome
+from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
+from tickets.thena.sandbox import DEMO_API_KEY
 
 
 def submitted(form: forms.Form, **changes) -> MultiValueDict:
@@ -30,3 +35,52 @@ def submitted(form: forms.Form, **changes) -> MultiValueDict:
         else:
             data[name] = value
     return data
+
+
+class FailPatch(httpx.BaseTransport):
+    """The sandbox for reads; one exact failure for every PATCH: an HTTP status, or
+    "timeout", "timeout-after-apply" (Thena applied it, the answer was lost) or "refused"."""
+
+    def __init__(self, sandbox, failure):
+        self.inner = sandbox_transport(sandbox)
+        self.failure = failure
+
+    def handle_request(self, request):
+        if request.method != "PATCH":
+            return self.inner.handle_request(request)
+        if self.failure == "timeout-after-apply":
+            self.inner.handle_request(request)
+        if self.failure in ("timeout", "timeout-after-apply"):
+            raise httpx.ReadTimeout("timed out", request=request)
+        if self.failure == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        # A 429 whose window resets far away: the client gives up instead of waiting.
+        headers = {"X-RateLimit-Reset": "9999999999"} if self.failure == 429 else {}
+        body = {"statusCode": self.failure, "message": "nope", "error": "Error"}
+        return httpx.Response(self.failure, json=body, headers=headers, request=request)
+
+
+def fail_patches(sandbox, failure) -> None:
+    """Install, as the process-wide client, one whose PATCHes fail as `failure` says."""
+    transport = FailPatch(sandbox, failure)
+    set_client(
+        ThenaClient(SANDBOX_BASE_URL, DEMO_API_KEY, transport=transport, sleep=lambda s: None)
+    )
+
+
+def write_audit(
+    actor, ticket, changes, *, meta: RequestMeta, settle=(), duration_ms=None, **entry_fields
+):
+    """An edit attempt as the service writes it, then each outcome in `settle`."""
+    entry = record_attempt(
+        action="ticket.update",
+        actor=actor,
+        ticket=ticket,
+        changes=changes,
+        request_body={name: change["after"] for name, change in changes.items()},
+        meta=meta,
+        **entry_fields,  # outcome, message
+    )
+    for result in settle:
+        record_outcome(entry=entry, outcome=result, status_code=200, duration_ms=duration_ms)
+    return entry
