@@ -10,7 +10,9 @@ from tickets.thena.client import (
     SANDBOX_BASE_URL,
     SearchPage,
     ThenaClient,
+    budget_remaining,
     get_client,
+    request_budget,
     sandbox_transport,
     set_client,
 )
@@ -725,3 +727,239 @@ def test_a_dropped_connection_on_get_is_retried(thena, sandbox, sleeps):
     assert thena.get_ticket(a_ticket(sandbox)["id"])
     assert len(sandbox.requests) == 2
     assert sleeps == [0.5]
+
+
+# --- One time budget per HTTP request --------------------------------------------------
+
+
+@pytest.fixture
+def served_sandbox(sandbox):
+    """The `sandbox` over real HTTP on a free port, for real socket timeouts."""
+    import threading
+
+    from tickets.thena.sandbox.server import make_server
+
+    server = make_server(sandbox, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_budget_remaining_is_none_without_a_budget():
+    assert budget_remaining() is None
+
+
+def test_nested_budgets_keep_the_earlier_deadline_and_restore_the_outer_one():
+    with request_budget(5):
+        assert 4.5 < budget_remaining() <= 5
+        with request_budget(60):
+            assert budget_remaining() <= 5
+        with request_budget(1):
+            assert budget_remaining() <= 1
+        with request_budget(None):
+            assert 4.5 < budget_remaining() <= 5
+        assert 4.5 < budget_remaining() <= 5
+    assert budget_remaining() is None
+
+
+def test_a_get_slower_than_the_budget_times_out_within_it(sandbox, served_sandbox):
+    from tickets.thena.sandbox import DEMO_API_KEY
+
+    sandbox.config.latency_ms = 3000
+    client = ThenaClient(served_sandbox, DEMO_API_KEY, timeout=10)
+    started = time.monotonic()
+    with request_budget(0.6), pytest.raises(ThenaTimeout) as caught:
+        client.teams()
+    elapsed = time.monotonic() - started
+    client.close()
+
+    assert elapsed < 0.6 + 0.5
+    assert not caught.value.outcome_unknown
+    assert len(sandbox.requests) == 1  # no time was left for a retry
+
+
+def test_retries_stop_at_the_deadline(sandbox):
+    from tickets.thena.sandbox import DEMO_API_KEY
+
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    sandbox.fail_next(6, status=503)
+    client = ThenaClient(
+        SANDBOX_BASE_URL,
+        DEMO_API_KEY,
+        transport=sandbox_transport(sandbox),
+        max_retries=5,
+        backoff=0.1,
+        sleep=sleep,
+    )
+    budget = 0.5
+    started = time.monotonic()
+    with request_budget(budget), pytest.raises(ThenaUnavailable) as caught:
+        client.teams()
+    elapsed = time.monotonic() - started
+
+    assert caught.value.status_code == 503  # the last answer, not a made-up timeout
+    assert sleeps == [0.1, 0.2]  # 0.4 more would have passed the deadline
+    assert sum(sleeps) <= budget and elapsed < budget
+    assert len(sandbox.requests) == 3
+
+
+def test_a_429_whose_reset_is_past_the_deadline_raises_without_waiting():
+    script = Script(("GET", "/v1/teams", nest_error(429, "Too Many", headers=reset_in(5))))
+    client, sleeps = scripted(script)
+
+    with request_budget(2), pytest.raises(ThenaRateLimited) as caught:
+        client.teams()
+
+    assert sleeps == []
+    assert 4 <= caught.value.retry_after_seconds <= 5
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_a_spent_budget_sends_nothing(thena, sandbox, sleeps, method):
+    ticket = a_ticket(sandbox)
+    with request_budget(0.01), pytest.raises(ThenaTimeout) as caught:
+        if method == "GET":
+            thena.get_ticket(ticket["id"])
+        else:
+            thena.update_ticket(ticket["id"], {"title": "Never sent"})
+
+    assert caught.value.detail == "the request's time budget for Thena is spent"
+    assert not caught.value.outcome_unknown
+    assert sandbox.requests == [] and sleeps == []
+    assert sandbox.ticket(ticket["id"])["title"] == ticket["title"]
+
+
+def test_each_attempt_gets_at_most_the_time_left():
+    timeouts: list[dict] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        return envelope([])
+
+    client = ThenaClient("https://thena.test", KEY, transport=httpx.MockTransport(answer))
+    client.teams()
+    with request_budget(2):
+        client.teams()
+
+    assert timeouts[0] == {"connect": 3.0, "read": 10.0, "write": 10.0, "pool": 10.0}
+    assert all(0 < value <= 2 for value in timeouts[1].values())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, json={"status": True}),
+        httpx.Response(200, json={"status": True, "message": "Success"}),
+        envelope(None),
+        envelope([]),
+        envelope("ok"),
+        envelope({"title": "Printer on fire"}),
+        envelope({**TICKET, "id": "ANOTHER-TICKET"}),
+        httpx.Response(200, json=[]),
+        httpx.Response(200, json="ok"),
+        httpx.Response(201, content=b"null", headers={"content-type": "application/json"}),
+        httpx.Response(200, json={"title": "no id"}),
+    ],
+    ids=[
+        "no-data",
+        "no-data-with-message",
+        "data-null",
+        "data-list",
+        "data-string",
+        "data-without-id",
+        "data-another-id",
+        "bare-list",
+        "bare-string",
+        "bare-null",
+        "bare-object-without-id",
+    ],
+)
+def test_an_odd_2xx_to_a_patch_leaves_the_outcome_unknown(answer):
+    client, sleeps = scripted(Script(("PATCH", TICKET_PATH, answer)))
+
+    with pytest.raises(ThenaUnavailable) as caught:
+        client.update_ticket(TICKET["id"], {"title": "x"})
+
+    assert caught.value.outcome_unknown
+    assert caught.value.status_code == answer.status_code
+    assert "may or may not have been saved" in caught.value.user_message
+    assert caught.value.detail
+    assert sleeps == []  # sent once: retrying a write of unknown fate could repeat it
+
+
+@pytest.mark.parametrize("answer", [httpx.Response(204), httpx.Response(200, text="OK")])
+def test_a_2xx_without_json_to_a_patch_leaves_the_outcome_unknown(answer):
+    client, sleeps = scripted(Script(("PATCH", TICKET_PATH, answer)))
+
+    with pytest.raises(ThenaUnavailable) as caught:
+        client.update_ticket(TICKET["id"], {"title": "x"})
+
+    assert caught.value.outcome_unknown
+    assert caught.value.status_code == answer.status_code
+    assert sleeps == []
+
+
+def test_an_odd_2xx_to_a_patch_names_the_problem_and_reload_advice():
+    script = Script(("PATCH", TICKET_PATH, httpx.Response(200, json={"status": True})))
+    client, _ = scripted(script)
+
+    with pytest.raises(ThenaUnavailable) as caught:
+        client.update_ticket(TICKET["id"], {"title": "x"})
+
+    assert caught.value.user_message == (
+        "Thena answered the change in a way we did not expect, so it may or may not have "
+        "been saved: reload the ticket to check before trying again."
+    )
+    assert caught.value.detail == "an envelope without data"
+
+
+def test_a_bare_ticket_answer_to_a_patch_is_accepted():
+    script = Script(("PATCH", TICKET_PATH, httpx.Response(200, json=TICKET)))
+    client, _ = scripted(script)
+
+    assert client.update_ticket(TICKET["id"], {"title": "x"}) == TICKET
+
+
+def test_a_get_of_an_envelope_without_data_keeps_its_old_reading():
+    body = {"status": True, "message": "Success"}
+    script = Script(("GET", "/v1/teams/T1", httpx.Response(200, json=body)))
+    client, _ = scripted(script)
+
+    assert client.team("T1") == body
+
+
+def test_the_middleware_sets_a_deadline_the_view_sees(settings, rf):
+    from tickets.middleware import RequestBudgetMiddleware
+
+    settings.THENA_REQUEST_BUDGET_SECONDS = 7
+    seen: list[float | None] = []
+
+    def view(request):
+        seen.append(budget_remaining())
+        return "response"
+
+    assert RequestBudgetMiddleware(view)(rf.get("/")) == "response"
+    assert 6 < seen[0] <= 7
+    assert budget_remaining() is None
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_the_middleware_sets_no_deadline_when_turned_off(settings, rf, seconds):
+    from tickets.middleware import RequestBudgetMiddleware
+
+    settings.THENA_REQUEST_BUDGET_SECONDS = seconds
+    seen: list[float | None] = []
+    RequestBudgetMiddleware(lambda request: seen.append(budget_remaining()))(rf.get("/"))
+
+    assert seen == [None]
+
+
+def test_the_middleware_is_installed(settings):
+    assert "tickets.middleware.RequestBudgetMiddleware" in settings.MIDDLEWARE

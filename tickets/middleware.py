@@ -3,7 +3,10 @@ import time
 import zoneinfo
 from urllib.parse import unquote
 
+from django.conf import settings
 from django.utils import timezone
+
+from .thena.client import request_budget
 
 COOKIE = "tz"  # set by static/js/app.js from the browser's Intl time zone
 
@@ -40,3 +43,18 @@ class SessionIdleMiddleware:
             if now - session.get("_renewed", 0) > self.RENEW_EVERY:
                 session["_renewed"] = now  # marks it modified, so it is saved and renewed
         return self.get_response(request)
+
+
+class RequestBudgetMiddleware:
+    """One deadline for all Thena calls of a request, retries included, so a slow Thena
+    ends in a clear message before the worker timeout (THENA_REQUEST_BUDGET_SECONDS)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        seconds = settings.THENA_REQUEST_BUDGET_SECONDS
+        if not seconds or seconds <= 0:
+            return self.get_response(request)
+        with request_budget(seconds):
+            return self.get_response(request)

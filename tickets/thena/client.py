@@ -6,10 +6,12 @@ the rate-limit headers, retries what is safe to retry and turns every failure in
 the hierarchy in errors.py.
 """
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +42,38 @@ _LOOKUP_MAX_PAGES = 20
 # Never reached the server, so even a PATCH may be sent again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Less time than this left in the request's budget is too little to send anything.
+_MIN_ATTEMPT_SECONDS = 0.05
+_BUDGET_SPENT = "the request's time budget for Thena is spent"
+_ODD_WRITE_ANSWER = (
+    "Thena answered the change in a way we did not expect, so it may or may not have been "
+    "saved: reload the ticket to check before trying again."
+)
+
+# One deadline (a time.monotonic() value) for every Thena call of the current HTTP
+# request, retries included; None: no deadline. Set by request_budget().
+_deadline: ContextVar[float | None] = ContextVar("thena_deadline", default=None)
+
+
+@contextlib.contextmanager
+def request_budget(seconds: float | None) -> Iterator[None]:
+    """Thena calls in this block end within `seconds` from now (None: no new limit).
+    Nested budgets keep the earlier deadline; the previous one is restored on exit."""
+    deadline = _deadline.get()
+    if seconds is not None:
+        mine = time.monotonic() + seconds
+        deadline = mine if deadline is None else min(deadline, mine)
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def budget_remaining() -> float | None:
+    """Seconds left of the current budget (may be <= 0); None when there is none."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -166,8 +200,10 @@ class ThenaClient:
         return _search_page(self._request("GET", "/v1/search/tickets", params=params), page)
 
     def update_ticket(self, ticket_id: str, body: dict) -> dict:
-        """Sends `body` as given: the caller decides which fields change."""
-        return _dict(self._request("PATCH", f"/v1/tickets/{_id(ticket_id)}", json=body))
+        """Sends `body` as given: the caller decides which fields change. Any 2xx answer
+        that is not this ticket leaves the outcome unknown."""
+        path = f"/v1/tickets/{_id(ticket_id)}"
+        return self._request("PATCH", path, json=body, check=_is_ticket(ticket_id))
 
     # Choices for the edit form
 
@@ -243,33 +279,58 @@ class ThenaClient:
         params: dict | None = None,
         json: Any = None,
         retries: int | None = None,
+        check: Callable[[Any], str] | None = None,
     ) -> Any:
+        """`check(data)` names what is wrong with a 2xx answer ("" when nothing is); a
+        wrong answer to a write leaves its outcome unknown."""
         retries = self.max_retries if retries is None else retries
         safe = method in _SAFE_METHODS
         query = {key: value for key, value in (params or {}).items() if value is not None}
         attempt = 0
+        unknown = False  # an earlier attempt of this write may have been carried out
         while True:
+            remaining = budget_remaining()
+            if remaining is not None and remaining <= _MIN_ATTEMPT_SECONDS:
+                logger.warning("Thena %s %s not sent: %s", method, path, _BUDGET_SPENT)
+                raise ThenaTimeout(detail=_BUDGET_SPENT, outcome_unknown=unknown)
+            cause: Exception | None = None
             try:
-                response = self._http.request(method, path, params=query, json=json)
+                response = self._http.request(
+                    method, path, params=query, json=json, timeout=self._timeout(remaining)
+                )
             except httpx.HTTPError as exc:
                 error = self._transport_error(exc, safe)
+                unknown = unknown or error.outcome_unknown
                 if attempt >= retries or not (safe or isinstance(exc, _NOT_SENT)):
                     logger.warning("Thena %s %s failed: %s", method, path, type(exc).__name__)
                     raise error from exc
                 delay = self._backoff_delay(attempt)
-                reason = type(exc).__name__
+                reason, cause = type(exc).__name__, exc
             else:
                 rate_limit = self._note_rate_limit(method, path, response)
                 if response.is_success:
-                    return self._unwrap(response, safe)
+                    data = self._unwrap(response, safe)
+                    problem = check(data) if check is not None else ""
+                    if problem:
+                        logger.warning(
+                            "Thena %s %s answered %s: %s",
+                            method,
+                            path,
+                            response.status_code,
+                            problem,
+                        )
+                        raise self._odd_answer(response, problem, safe)
+                    return data
                 status = response.status_code
                 if status == 429:
                     delay, retry_at = self._rate_limit_delay(rate_limit, attempt)
+                    error = ThenaRateLimited(retry_at=retry_at, detail=self._detail(response))
                     if attempt >= retries or delay > self.max_rate_limit_wait:
                         logger.warning("Thena %s %s rate-limited until %s", method, path, retry_at)
-                        raise ThenaRateLimited(retry_at=retry_at, detail=self._detail(response))
+                        raise error
                 elif status >= 500 and safe and attempt < retries:
                     delay = self._backoff_delay(attempt)
+                    error = self._status_error(response, safe)
                 else:
                     error = self._status_error(response, safe)
                     logger.warning(
@@ -277,6 +338,16 @@ class ThenaClient:
                     )
                     raise error
                 reason = str(status)
+            remaining = budget_remaining()
+            if remaining is not None and remaining - delay <= _MIN_ATTEMPT_SECONDS:
+                # Waiting would leave no time for another attempt: give the last answer.
+                logger.warning(
+                    "Thena %s %s: %s, no time left in the request's budget to retry",
+                    method,
+                    path,
+                    reason,
+                )
+                raise error from cause
             attempt += 1
             logger.info(
                 "Thena %s %s: %s, retry %d of %d in %.1fs",
@@ -288,6 +359,15 @@ class ThenaClient:
                 delay,
             )
             self._sleep(delay)
+
+    def _timeout(self, remaining: float | None) -> httpx.Timeout:
+        """The client's timeouts, cut to what is left of the request's budget."""
+        base = self._http.timeout
+        if remaining is None:
+            return base
+        read = base.read if base.read is not None else remaining
+        connect = base.connect if base.connect is not None else remaining
+        return httpx.Timeout(min(read, remaining), connect=min(connect, remaining))
 
     def _backoff_delay(self, attempt: int) -> float:
         return min(self.backoff * 2**attempt, MAX_BACKOFF)
@@ -332,17 +412,37 @@ class ThenaClient:
                 detail=self._detail(response),
                 outcome_unknown=not safe,
             ) from None
-        if isinstance(body, dict) and "data" in body and isinstance(body.get("status"), bool):
+        # An envelope; for a write, also one without `data` (a bare object has an id).
+        if (
+            isinstance(body, dict)
+            and isinstance(body.get("status"), bool)
+            and ("data" in body or (not safe and "id" not in body))
+        ):
             if body["status"] is not True:
                 raise ThenaError(
                     status_code=response.status_code,
                     detail=self._redact(str(body.get("message", ""))),
                     outcome_unknown=not safe,
                 )
+            if "data" not in body:
+                raise self._odd_answer(response, "an envelope without data", safe)
             return body["data"]
         if isinstance(body, dict) and isinstance(body.get("result"), dict):
             return body["result"]  # search (thena-api.md §4.3)
         return body  # a bare object, e.g. an account (thena-api.md §1)
+
+    def _odd_answer(self, response: httpx.Response, problem: str, safe: bool) -> ThenaError:
+        """A 2xx that is not what was asked for: for a write, maybe saved, maybe not."""
+        if safe:
+            message = "Thena answered in a way we did not expect. Try again in a few minutes."
+        else:
+            message = _ODD_WRITE_ANSWER
+        return ThenaUnavailable(
+            message,
+            status_code=response.status_code,
+            detail=self._redact(problem)[:_DETAIL_LIMIT],
+            outcome_unknown=not safe,
+        )
 
     def _messages(self, response: httpx.Response) -> list[str]:
         """The upstream `message` (a string or a list), else the raw text; nothing else
@@ -415,6 +515,21 @@ def _dict(data: Any) -> dict:
             detail=f"expected an object, got {type(data).__name__}",
         )
     return data
+
+
+def _is_ticket(ticket_id: str) -> Callable[[Any], str]:
+    """A check for `_request`: what is wrong with `data` as the ticket `ticket_id`."""
+
+    def check(data: Any) -> str:
+        if not isinstance(data, dict):
+            return f"expected the ticket, got {type(data).__name__}"
+        if "id" not in data:
+            return "expected the ticket, got an object without an id"
+        if str(data["id"]) != str(ticket_id):
+            return "expected the ticket, got another object"
+        return ""
+
+    return check
 
 
 def _list(data: Any) -> list[dict]:
