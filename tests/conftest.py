@@ -1,6 +1,15 @@
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
+
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("default")
 
 # --- Thena client and sandbox (tickets/thena) -------------------------------------------
 

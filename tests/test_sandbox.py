@@ -416,6 +416,129 @@ def test_drop_next_raises_without_applying_unless_asked(app, client):
     assert client.get("/v1/teams").status_code == 200
 
 
+def test_fail_next_applied_makes_the_change_then_answers_the_error(app, client):
+    ticket = ticket_of(app)
+    app.fail_next(status=502, applied=True)
+    failed = patch(client, ticket["id"], {"title": "Applied, then 502"})
+    assert failed.status_code == 502
+    assert failed.json()["statusCode"] == 502
+    assert all(header in failed.headers for header in RATE_HEADERS)
+    assert app.ticket(ticket["id"])["title"] == "Applied, then 502"
+    assert app.requests[-1].status == 502
+    app.fail_next(applied=False)
+    assert patch(client, ticket["id"], {"title": "Not applied"}).status_code == 500
+    assert app.ticket(ticket["id"])["title"] == "Applied, then 502"
+
+
+@pytest.mark.parametrize(
+    "body", [{"status": True}, {"status": True, "data": None}, [], None, "text", 0]
+)
+def test_answer_next_applies_and_answers_exactly_the_body(app, client, body):
+    ticket = ticket_of(app)
+    app.answer_next(body)
+    answered = patch(client, ticket["id"], {"title": "Odd answer"})
+    assert answered.status_code == 200
+    assert answered.json() == body
+    assert answered.headers["content-type"].startswith("application/json")
+    for header in RATE_HEADERS:
+        assert header in answered.headers
+    assert app.ticket(ticket["id"])["title"] == "Odd answer"
+    assert app.requests[-1].status == 200 and app.requests[-1].json == {"title": "Odd answer"}
+    assert data(patch(client, ticket["id"], {"title": "Normal"}))["title"] == "Normal"
+
+
+def test_answer_next_with_bytes_sends_them_raw_and_can_skip_applying(app, client):
+    ticket = ticket_of(app)
+    app.answer_next(b"<html>Bad gateway</html>", status=502, applied=False, count=2)
+    for title in ("One", "Two"):
+        answered = patch(client, ticket["id"], {"title": title})
+        assert (answered.status_code, answered.content) == (502, b"<html>Bad gateway</html>")
+        assert answered.headers["content-length"] == str(len(answered.content))
+    assert app.ticket(ticket["id"])["title"] == ticket["title"]
+    assert [r.status for r in app.requests] == [502, 502]
+    assert patch(client, ticket["id"], {"title": "Three"}).status_code == 200
+
+
+def test_answer_next_status_and_unknown_status_is_refused(app, client):
+    app.answer_next({"message": "accepted"}, status=202)
+    answered = client.get("/v1/teams")
+    assert (answered.status_code, answered.json()) == (202, {"message": "accepted"})
+    with pytest.raises(ValueError):
+        app.answer_next({}, status=299)
+    with pytest.raises(TypeError):
+        app.answer_next({"not json": object()})
+    assert client.get("/v1/teams").status_code == 200
+
+
+def test_faults_apply_in_order_whatever_the_method(app, client):
+    ticket = ticket_of(app)
+    app.fail_next(status=503)
+    app.answer_next([])
+    app.drop_next()
+    assert client.get("/v1/teams").status_code == 503
+    assert patch(client, ticket["id"], {"title": "Second"}).json() == []
+    with pytest.raises(SandboxConnectionDropped):
+        client.get(f"/v1/tickets/{ticket['id']}")
+    assert client.get("/v1/teams").status_code == 200
+    assert app.ticket(ticket["id"])["title"] == "Second"
+
+
+@pytest.mark.parametrize("only", ["PATCH", "patch"])
+def test_only_queues_a_fault_for_one_method(app, client, only):
+    ticket = ticket_of(app)
+    app.fail_next(status=503, only=only)
+    app.answer_next({"status": True}, only=only)
+    app.drop_next(applied=True, only=only)
+    app.fail_next(status=504)  # any method: the first GET takes it
+    assert client.get("/v1/teams").status_code == 504
+    assert client.get(f"/v1/tickets/{ticket['id']}").status_code == 200
+    assert patch(client, ticket["id"], {"title": "Refused"}).status_code == 503
+    assert app.ticket(ticket["id"])["title"] == ticket["title"]
+    assert client.get("/v1/teams").status_code == 200
+    assert patch(client, ticket["id"], {"title": "Odd"}).json() == {"status": True}
+    assert app.ticket(ticket["id"])["title"] == "Odd"
+    with pytest.raises(SandboxConnectionDropped):
+        patch(client, ticket["id"], {"title": "Lost answer"})
+    assert app.ticket(ticket["id"])["title"] == "Lost answer"
+    assert patch(client, ticket["id"], {"title": "Fine"}).status_code == 200
+
+
+def test_fail_next_only_with_applied(app, client):
+    ticket = ticket_of(app)
+    app.fail_next(2, applied=True, only="PATCH")
+    assert client.get("/v1/teams").status_code == 200
+    assert patch(client, ticket["id"], {"title": "A"}).status_code == 500
+    assert patch(client, ticket["id"], {"title": "B"}).status_code == 500
+    assert app.ticket(ticket["id"])["title"] == "B"
+    assert patch(client, ticket["id"], {"title": "C"}).status_code == 200
+
+
+def test_reset_forgets_queued_faults(app, client):
+    app.answer_next([], count=3)
+    app.fail_next(only="PATCH")
+    app.reset()
+    assert client.get("/v1/teams").status_code == 200
+    assert patch(client, ticket_of(app)["id"], {"title": "Fine"}).status_code == 200
+
+
+def test_faults_are_taken_once_each_under_concurrency(app):
+    app.answer_next({"odd": True}, count=20)
+
+    odd: list[bool] = []
+
+    def worker():
+        with make_client(app) as client:
+            for _ in range(10):
+                odd.append(client.get("/v1/teams").json() == {"odd": True})
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(odd) == [False] * 30 + [True] * 20
+
+
 def test_fail_rate_is_seeded(clock):
     def pattern():
         app = SandboxApp(SandboxConfig(fail_rate=0.5), clock=clock)

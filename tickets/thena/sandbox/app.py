@@ -54,6 +54,20 @@ class RecordedRequest:
     status: int | None = None  # None while running, or when the connection was dropped
 
 
+@dataclass(frozen=True)
+class _Fault:
+    """One queued fault: what the next matching request gets instead of a normal answer."""
+
+    kind: str  # "fail" (NestJS error body), "answer" (the given body) or "drop" (no answer)
+    status: int = 500
+    applied: bool = False  # carry the request out first
+    body: bytes | None = None  # for "answer": the exact bytes to send
+    method: str | None = None  # only for the next request of this method; None: any
+
+    def matches(self, method: str) -> bool:
+        return self.method is None or self.method == method
+
+
 @dataclass
 class _Request:
     method: str
@@ -106,7 +120,7 @@ class SandboxApp:
             stamps = (datetime.fromisoformat(t["updatedAt"]) for t in self._world.tickets.values())
             self._last_stamp = max(stamps)
             self._rng = random.Random(self.config.seed)
-            self._faults: list[tuple[str, int, bool]] = []
+            self._faults: list[_Fault] = []
             self._window_start = 0.0
             self._window_used = 0
             self.requests.clear()
@@ -139,16 +153,45 @@ class SandboxApp:
         with self._lock:
             self._world.tickets[ticket_id].update(copy.deepcopy(raw))
 
-    def fail_next(self, count: int = 1, status: int = 500) -> None:
-        """The next `count` requests answer `status` with a NestJS error body."""
-        with self._lock:
-            self._faults += [("fail", status, False)] * count
+    def fail_next(
+        self, count: int = 1, status: int = 500, *, applied: bool = False, only: str | None = None
+    ) -> None:
+        """The next `count` requests answer `status` with a NestJS error body; `applied=True`
+        first carries them out (a 5xx after the change was made). `only="PATCH"` queues the
+        faults for requests of that method only; others pass through."""
+        self._queue(_Fault("fail", status, applied, None, _method(only)), count)
 
-    def drop_next(self, count: int = 1, *, applied: bool = False) -> None:
+    def answer_next(
+        self,
+        body: Any,
+        *,
+        status: int = 200,
+        applied: bool = True,
+        count: int = 1,
+        only: str | None = None,
+    ) -> None:
+        """The next `count` requests are carried out (unless `applied=False`) and answered
+        `status` with exactly `body` as JSON (any JSON value, e.g. `{"status": True}` or
+        `[]`), or with `body` itself when it is `bytes` (a non-JSON answer)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        HTTPStatus(status)  # an unknown status fails here, not inside a request
+        self._queue(_Fault("answer", status, applied, data, _method(only)), count)
+
+    def drop_next(self, count: int = 1, *, applied: bool = False, only: str | None = None) -> None:
         """The next `count` requests get no answer; `applied=True` first carries them out,
         as when a reply is lost after Thena made the change."""
+        self._queue(_Fault("drop", 0, applied, None, _method(only)), count)
+
+    def _queue(self, fault: _Fault, count: int) -> None:
         with self._lock:
-            self._faults += [("drop", 0, applied)] * count
+            self._faults += [fault] * count
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        """The first queued fault for this method, removed from the queue (under the lock)."""
+        for index, fault in enumerate(self._faults):
+            if fault.matches(method):
+                return self._faults.pop(index)
+        return None
 
     # WSGI
 
@@ -186,24 +229,25 @@ class SandboxApp:
             self.requests.append(record)
             if len(self.requests) > MAX_RECORDED:
                 del self.requests[: MAX_RECORDED // 10]
-            if self._faults:
-                fault = self._faults.pop(0)
-            elif self.config.fail_rate and self._rng.random() < self.config.fail_rate:
-                fault = ("fail", 500, False)
-            else:
-                fault = None
+            fault = self._take_fault(record.method)
+            rate = self.config.fail_rate
+            if fault is None and rate and self._rng.random() < rate:
+                fault = _Fault("fail", 500)
         if self.config.latency_ms:
             time.sleep(self.config.latency_ms / 1000)  # outside the lock, on purpose
 
         with self._lock:
-            if fault and fault[0] == "fail":
-                status, payload = fault[1], ApiError(fault[1], _fault_message(fault[1])).body()
-            elif not fault or fault[2]:
+            if fault is None or fault.applied:
                 status, payload = self._handle(request, api_key, authorization)
-            if fault and fault[0] == "drop":
+                data = json.dumps(payload).encode()
+            if fault is not None and fault.kind == "drop":
                 raise SandboxConnectionDropped(f"{record.method} {path}: connection dropped")
+            if fault is not None and fault.kind == "fail":
+                status = fault.status
+                data = json.dumps(ApiError(status, _fault_message(status)).body()).encode()
+            elif fault is not None and fault.kind == "answer":
+                status, data = fault.status, fault.body
             rate_headers = self._rate_headers(request)
-            data = json.dumps(payload).encode()
             record.status = status
         response_headers = [
             ("Content-Type", "application/json; charset=utf-8"),
@@ -466,6 +510,10 @@ def _team_item(team: dict) -> dict:
 
 def _to_ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _method(only: str | None) -> str | None:
+    return only.upper() if only else None
 
 
 def _fault_message(status: int) -> str:
