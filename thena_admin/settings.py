@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tickets.middleware.TimezoneMiddleware",
+    "tickets.middleware.RequestBudgetMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -140,6 +141,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if TESTING:
+    # PBKDF2 at full strength makes every test login slow; tests need no strong hashes.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while locked out
     "django.contrib.auth.backends.ModelBackend",
@@ -231,6 +235,8 @@ def _thena_api_key() -> str:
 
 THENA_API_KEY = _thena_api_key()
 THENA_TIMEOUT_SECONDS = env_float("THENA_TIMEOUT_SECONDS", 10.0)
+# All Thena calls of one HTTP request, retries included; well under gunicorn's --timeout 30.
+THENA_REQUEST_BUDGET_SECONDS = env_float("THENA_REQUEST_BUDGET_SECONDS", 20.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.
 THENA_AUTO_LINK_FIELD = os.getenv("THENA_AUTO_LINK_FIELD", "").strip() or "autoLinkSlackChannel"
