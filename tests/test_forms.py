@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from tests.util import submitted
 from tickets import services
-from tickets.forms import TicketUpdateForm, sign_snapshot
+from tickets.forms import TicketUpdateForm
+from tickets.snapshot import Snapshot, SnapshotError
 from tickets.thena import schema
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
@@ -25,13 +26,18 @@ def edit(sandbox, load):
 
 def _bind(edit, **changes) -> TicketUpdateForm:
     shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
-    return TicketUpdateForm(submitted(shown, **changes), ticket=edit.ticket, choices=edit.choices)
+    return TicketUpdateForm(
+        submitted(shown, **changes),
+        ticket=edit.ticket,
+        choices=edit.choices,
+        snapshot=shown.snapshot,
+    )
 
 
 def _changes(edit, **changes) -> dict:
     form = _bind(edit, **changes)
     assert form.is_valid(), form.errors
-    return form.changes()
+    return services.patch_body(edit.ticket, form.edits())
 
 
 def test_form_covers_all_27_patch_fields(edit):
@@ -82,7 +88,7 @@ def test_ticking_a_checkbox_sends_true_and_an_untouched_one_is_not_sent(edit):
 
 def test_date_time_is_read_in_the_user_time_zone_and_sent_as_utc(edit):
     with timezone.override(zoneinfo.ZoneInfo("Europe/Paris")):
-        assert _changes(edit, dueDate="2026-12-24T18:30") == {"dueDate": "2026-12-24T17:30:00Z"}
+        assert _changes(edit, dueDate="2026-12-24T18:30") == {"dueDate": "2026-12-24T17:30:00.000Z"}
 
 
 def test_a_malformed_date_time_is_an_error_and_the_input_is_kept(edit):
@@ -186,26 +192,25 @@ def test_custom_field_choice_offers_the_definition_options(edit):
 
 
 def test_a_tampered_snapshot_is_refused(edit):
-    form = _bind(edit, snapshot=sign_snapshot(edit.ticket) + "x", title="Changed")
-    assert not form.is_valid()
-    assert "tampered" in form.errors["snapshot"][0]
+    token = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices).initial["snapshot"]
+    with pytest.raises(SnapshotError, match="changed outside the page"):
+        Snapshot.load(token + "x", ticket_id=edit.ticket_id)
 
 
-def test_a_snapshot_of_another_ticket_is_refused(edit, sandbox):
-    other = next(t for t in sandbox.tickets() if t["id"] != edit.ticket_id)
-    form = _bind(edit, snapshot=sign_snapshot(other), title="Changed")
-    assert not form.is_valid()
-    assert "another ticket" in form.errors["snapshot"][0]
+def test_a_snapshot_of_another_ticket_is_refused(edit, sandbox, load):
+    other = load(next(t for t in sandbox.tickets() if t["id"] != edit.ticket_id)["id"])
+    token = TicketUpdateForm(ticket=other.ticket, choices=other.choices).initial["snapshot"]
+    with pytest.raises(SnapshotError, match="another ticket"):
+        Snapshot.load(token, ticket_id=edit.ticket_id)
 
 
-def test_diff_is_against_what_the_user_saw_not_the_current_ticket(edit, sandbox, load):
+def test_edits_are_what_the_user_typed_not_what_changed_upstream(edit, sandbox):
     shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
     data = submitted(shown, title="Mine")
     sandbox.touch_ticket(edit.ticket_id, priorityName="Urgent")
-    fresh = load(edit.ticket_id)
-    form = TicketUpdateForm(data, ticket=fresh.ticket, choices=fresh.choices)
+    form = TicketUpdateForm(data, ticket=edit.ticket, choices=edit.choices, snapshot=shown.snapshot)
     assert form.is_valid(), form.errors
-    assert form.changes() == {"title": "Mine"}
+    assert form.edits() == {"title": "Mine"}
 
 
 def test_display_names_ids_and_formats_json(edit):

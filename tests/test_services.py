@@ -35,7 +35,12 @@ def _edit(ticket_id):
 
 def _form(edit, **changes) -> TicketUpdateForm:
     shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
-    form = TicketUpdateForm(submitted(shown, **changes), ticket=edit.ticket, choices=edit.choices)
+    form = TicketUpdateForm(
+        submitted(shown, **changes),
+        ticket=edit.ticket,
+        choices=edit.choices,
+        snapshot=shown.snapshot,
+    )
     assert form.is_valid(), form.errors
     return form
 
@@ -142,32 +147,43 @@ def test_both_sides_making_the_same_change_is_no_conflict(manager, sandbox, tick
     assert _patches(sandbox) == []
 
 
-def test_resolving_a_conflict_with_theirs_or_original(manager, sandbox, ticket):
+def _resolve(manager, form, conflict, **choices):
+    """Save again after a conflict, choosing per clashing field."""
+    edit = services.TicketEdit(ticket=conflict.fresh, choices=form.choices)
+    originals = {field.name: field.original for field in conflict.fields}
+    again = TicketUpdateForm.after_conflict(form, conflict.fresh, originals)
+    data = again.data.copy()
+    data.update({f"resolve__{name}": choice for name, choice in choices.items()})
+    again = TicketUpdateForm(
+        data, ticket=edit.ticket, choices=edit.choices, snapshot=again.snapshot
+    )
+    assert again.is_valid(), again.errors
+    return services.ticket_update(user=manager, edit=edit, form=again, meta=META)
+
+
+@pytest.mark.parametrize(
+    ("choice", "title"), [("yours", "Mine"), ("theirs", "Theirs"), ("original", None)]
+)
+def test_resolving_a_conflict_sends_the_choice_and_never_their_other_changes(
+    manager, sandbox, ticket, choice, title
+):
     edit = _edit(ticket["id"])
     form = _form(edit, title="Mine", description="My description")
-    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    other = next(v for v, _ in edit.choices.members if v != ticket.get("assignedAgentId"))
+    sandbox.touch_ticket(ticket["id"], title="Theirs", assignedAgentId=other, isPrivate=True)
     with pytest.raises(services.Conflict) as caught:
         services.ticket_update(user=manager, edit=edit, form=form, meta=META)
+    assert [f.name for f in caught.value.fields] == ["title"]
 
-    from tickets.forms import sign_snapshot
+    _resolve(manager, form, caught.value, title=choice)
 
-    fresh = services.TicketEdit(ticket=caught.value.fresh, choices=edit.choices)
-    data = form.data.copy()
-    data["snapshot"] = sign_snapshot(fresh.ticket, originals={"title": ticket["title"]})
-    data["resolve__title"] = "original"
-    again = TicketUpdateForm(data, ticket=fresh.ticket, choices=fresh.choices)
-    assert again.is_valid(), again.errors
-    services.ticket_update(user=manager, edit=fresh, form=again, meta=META)
-    assert _patches(sandbox)[-1].json == {"title": ticket["title"], "description": "My description"}
-
-    data["resolve__title"] = "theirs"
-    data["snapshot"] = sign_snapshot(sandbox.ticket(ticket["id"]), originals={"title": "x"})
-    data["description"] = "Second pass"
-    latest = services.TicketEdit(ticket=sandbox.ticket(ticket["id"]), choices=edit.choices)
-    third = TicketUpdateForm(data, ticket=latest.ticket, choices=latest.choices)
-    assert third.is_valid(), third.errors
-    services.ticket_update(user=manager, edit=latest, form=third, meta=META)
-    assert _patches(sandbox)[-1].json == {"description": "Second pass"}
+    expected = {"description": "My description"}
+    if choice != "theirs":
+        expected["title"] = title or ticket["title"]
+    assert _patches(sandbox)[-1].json == expected
+    saved = sandbox.ticket(ticket["id"])
+    assert saved["title"] == (title or ticket["title"])
+    assert (saved["assignedAgentId"], saved["isPrivate"]) == (other, True)  # theirs, kept
 
 
 def test_upstream_validation_error_is_recorded_as_failed(manager, sandbox, ticket):
@@ -186,7 +202,8 @@ def test_upstream_validation_error_is_recorded_as_failed(manager, sandbox, ticke
         (401, ThenaAuthError, "failed"),
         (403, ThenaAuthError, "failed"),
         (404, ThenaNotFound, "failed"),
-        (500, ThenaError, "unknown"),  # a 5xx may have applied the change
+        # A 5xx may have applied the change: the read-back shows it did not.
+        (500, ThenaError, "failed"),
     ],
 )
 def test_upstream_failures_are_recorded(manager, sandbox, ticket, status, error, outcome):
@@ -215,9 +232,9 @@ def test_timeout_after_sending_records_unknown(manager, sandbox, ticket):
     edit = _edit(ticket["id"])
     form = _form(edit, title="Maybe")
     fail_patches(sandbox, "timeout")
-    with pytest.raises(ThenaError) as caught:
+    with pytest.raises(services.OutcomeUnknown) as caught:
         services.ticket_update(user=manager, edit=edit, form=form, meta=META)
-    assert caught.value.outcome_unknown
+    assert "may still arrive" in caught.value.reason
     assert AuditEntry.objects.get().outcomes.get().outcome == "unknown"
 
 
@@ -246,13 +263,14 @@ def test_failed_re_read_is_recorded_and_nothing_sent(manager, sandbox, ticket):
 def test_reconcile_settles_unknown_edits_by_reading_back(manager, sandbox, ticket):
     edit = _edit(ticket["id"])
     fail_patches(sandbox, "timeout-after-apply")
-    with pytest.raises(ThenaError):
-        services.ticket_update(
-            user=manager, edit=edit, form=_form(edit, title="Applied"), meta=META
-        )
+    # The read-back right away shows the change: settled without waiting for reconcile.
+    result = services.ticket_update(
+        user=manager, edit=edit, form=_form(edit, title="Applied"), meta=META
+    )
+    assert "Reading the ticket back shows the change" in result.entry.outcomes.get().message
     lost = _edit(ticket["id"])
     fail_patches(sandbox, "timeout")
-    with pytest.raises(ThenaError):
+    with pytest.raises(services.OutcomeUnknown):
         services.ticket_update(user=manager, edit=lost, form=_form(lost, source="fax"), meta=META)
     set_client(None)
     set_client(ThenaClient(SANDBOX_BASE_URL, DEMO_API_KEY, transport=sandbox_transport(sandbox)))

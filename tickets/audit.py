@@ -57,6 +57,7 @@ from .models import (
 from .thena import schema
 
 GENESIS_HASH = "0" * 64
+OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at"})
 # Any fixed bigint; it only has to be the same for every writer of this database.
 CHAIN_LOCK_ID = 0x7468656E61  # "thena"
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -112,6 +113,7 @@ def record_attempt(
     outcome: str = Outcome.PENDING,
     message: str = "",
     meta: RequestMeta,
+    base_updated_at: str | None = None,
 ) -> AuditEntry:
     """Append and commit one entry. `ticket` has Thena's keys (id, ticketIdentifier,
     title, teamId), or is None for actions on no ticket."""
@@ -136,6 +138,7 @@ def record_attempt(
         user_agent=meta.user_agent[:USER_AGENT_MAX],
         outcome=outcome,
         message=message,
+        base_updated_at=base_updated_at or None,
     )
     with transaction.atomic():
         _lock_chain()
@@ -189,6 +192,8 @@ def row_hash(prev_hash: str, values: dict[str, Any]) -> str:
         {
             name: _iso(value) if isinstance(value, datetime) else value
             for name, value in values.items()
+            # Columns added later count only when set, so older rows still verify.
+            if not (value is None and name in OPTIONAL_CHAIN_FIELDS)
         },
         sort_keys=True,
         separators=(",", ":"),

@@ -1,47 +1,31 @@
 """TicketUpdateForm: the 27 PATCH fields of tickets/thena/schema.py as one Django form.
 
-Forms validate and normalise with no network. Every field has a *wire* value (the JSON the
-PATCH body would carry); the signed snapshot holds the wire values the user saw, and
-`changes()` is the PATCH body: the fields whose wire value differs from the snapshot.
+Forms validate with no network. What the user changed is decided per input by comparing
+the text the browser sent with the text the page rendered into it (fingerprints kept in
+the signed Snapshot), never by re-normalising values: an untouched input is never sent,
+whatever its precision, time zone or JSON formatting. Value conversions live in
+tickets/thena/wire.py.
 """
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import Any
 
 from django import forms
-from django.core import signing
 from django.core.validators import URLValidator
-from django.utils.dateparse import parse_datetime
+from django.utils.datastructures import MultiValueDict
+from django.utils.functional import cached_property
 
-from .thena import schema
+from .snapshot import Snapshot
+from .thena import schema, wire
 
-SNAPSHOT_SALT = "tickets.edit.snapshot"
-SNAPSHOT_MAX_AGE = 60 * 60 * 24  # a day-old form is stale enough to reload
 MAX_TEXT = 100_000
 JSON_MAX = 200_000
-
-# Custom-field types that get a typed input; any other type is edited as JSON.
-CF_INPUTS = {
-    "single_line": "text",
-    "email": "email",
-    "url": "url",
-    "phone_number": "text",
-    "multi_line": "textarea",
-    "rich_text": "textarea",
-    "integer": "integer",
-    "decimal": "decimal",
-    "currency": "decimal",
-    "rating": "integer",
-    "date": "date",
-    "date_time": "datetime",
-    "single_choice": "choice",
-    "radio_button": "choice",
-    "multi_choice": "multichoice",
-    "checkbox": "boolean",
-    "toggle": "boolean",
-    "boolean": "boolean",
-}
+CF_PREFIX = "cf__"
+RESOLVE_PREFIX = "resolve__"
+# Thena refuses a ticket without these; an empty choice is offered only when the ticket
+# has none (so that the page does not silently pick one).
+REQUIRED_CHOICES = frozenset({"statusId", "priorityId"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +41,7 @@ class Choices:
     sub_teams: list[tuple[str, str]] = field(default_factory=list)
     forms: list[tuple[str, str]] = field(default_factory=list)
     custom_fields: list[dict] = field(default_factory=list)
+    member_emails: dict[str, str] = field(default_factory=dict)  # member id -> email
 
     def for_field(self, name: str) -> list[tuple[str, str]]:
         return {
@@ -84,100 +69,10 @@ CURRENT_LABELS = {
     "sentimentId": "sentiment",
 }
 
-
-# -- wire values ------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _to_wire(spec: schema.Field, value):
-    """A form (python) value as the JSON the PATCH body carries. Empty values normalise so
-    that "absent upstream" and "left empty" compare equal."""
-    match spec.kind:
-        case "string" | "text":
-            return value or ""
-        case "email" | "id" | "name":
-            return value or None
-        case "datetime":
-            return _iso(value)
-        case "boolean":
-            return bool(value)
-        case "json_object":
-            return value if isinstance(value, dict) else {}
-        case "url_list" | "enum_list" | "object_list":
-            return list(value or [])
-    raise ValueError(spec.kind)
-
-
-def ticket_value(spec: schema.Field, ticket: dict):
-    """The python value a field starts from, read from a ticket object."""
-    raw = ticket.get(spec.name)
-    match spec.kind:
-        case "datetime":
-            parsed = parse_datetime(raw) if isinstance(raw, str) else None
-            return parsed.replace(second=0, microsecond=0) if parsed else None
-        case "boolean":
-            return raw is True
-        case "json_object":
-            return raw if isinstance(raw, dict) else {}
-        case "url_list" | "enum_list":
-            return [str(item) for item in raw] if isinstance(raw, list) else []
-        case "object_list":
-            return [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
-        case "name":
-            return None  # write-only: the id field shows the current value
-        case _:
-            return raw if isinstance(raw, str) else None
-
-
-def ticket_wire(ticket: dict) -> dict:
-    """The wire values of every field as a ticket object holds them."""
-    return {spec.name: _to_wire(spec, ticket_value(spec, ticket)) for spec in schema.fields()}
-
-
-def sign_snapshot(ticket: dict, *, originals: dict | None = None) -> str:
-    """The values the user is shown, signed into the form. After a conflict, `originals`
-    keeps what the user first saw of the clashing fields, so they can choose it."""
-    data = {
-        "id": ticket["id"],
-        "teamId": ticket.get("teamId"),
-        "ticketIdentifier": ticket.get("ticketIdentifier"),
-        "updatedAt": ticket.get("updatedAt"),
-        "values": ticket_wire(ticket),
-        "originals": originals or {},
-    }
-    return signing.dumps(data, salt=SNAPSHOT_SALT, compress=True)
-
-
-def load_snapshot(value: str) -> dict:
-    return signing.loads(value, salt=SNAPSHOT_SALT, max_age=SNAPSHOT_MAX_AGE)
-
-
 RESOLUTIONS = [("yours", "Yours"), ("theirs", "Theirs (now in Thena)"), ("original", "Original")]
 
 
 # -- custom fields -----------------------------------------------------------------------
-# The wire shape of a custom-field value is undocumented (thena-api.md §2.3); we read and
-# write {"customFieldId": uid, "data": [{"value": "..."}]} and keep items we do not
-# recognise untouched.
-
-
-def _cf_id(item: dict) -> str | None:
-    for key in ("customFieldId", "customFieldUid", "uid", "id"):
-        if isinstance(item.get(key), str):
-            return item[key]
-    return None
-
-
-def _cf_values(item: dict) -> list:
-    data = item.get("data")
-    if isinstance(data, list):
-        return [d.get("value") if isinstance(d, dict) else d for d in data]
-    return [item["value"]] if "value" in item else []
 
 
 def _option_pairs(definition: dict) -> list[tuple[str, str]]:
@@ -192,7 +87,7 @@ def _option_pairs(definition: dict) -> list[tuple[str, str]]:
 
 
 def _cf_form_field(definition: dict) -> forms.Field:
-    kind = CF_INPUTS.get(definition.get("fieldType", ""), "json")
+    kind = wire.cf_kind(definition)
     common = {"required": False, "label": definition.get("name") or definition["uid"]}
     if definition.get("hintText"):
         common["help_text"] = definition["hintText"]
@@ -227,38 +122,6 @@ def _cf_form_field(definition: dict) -> forms.Field:
             return forms.BooleanField(**common)
     common.setdefault("help_text", "This field type has no simple input: its values as JSON.")
     return JSONInputField(list, **common)
-
-
-def _cf_to_data(definition: dict, value) -> list | None:
-    """A typed custom-field input as the item's `data` list; None when empty."""
-    kind = CF_INPUTS.get(definition.get("fieldType", ""), "json")
-    if kind == "json":
-        return value or None
-    if kind == "boolean":
-        return [{"value": "true" if value else "false"}]
-    if value in (None, "", []):
-        return None
-    if kind == "multichoice":
-        return [{"value": v} for v in value]
-    if kind == "datetime":
-        value = _iso(value)
-    elif kind == "date":
-        value = value.isoformat()
-    return [{"value": str(value)}]
-
-
-def _cf_initial(definition: dict, values: list):
-    kind = CF_INPUTS.get(definition.get("fieldType", ""), "json")
-    if kind == "json":
-        return values or None
-    if kind == "multichoice":
-        return [str(v) for v in values]
-    first = values[0] if values else None
-    if kind == "boolean":
-        return str(first).lower() == "true"
-    if kind == "datetime" and isinstance(first, str):
-        return parse_datetime(first)
-    return first
 
 
 # -- form fields -------------------------------------------------------------------------
@@ -352,6 +215,8 @@ class ReferenceField(forms.ChoiceField):
     """A select of known ids that also accepts an id outside the list when `open` (the
     account picker finds accounts by search, so the list holds only some of them)."""
 
+    lists_current = True  # the form puts the ticket's current id into the options
+
     def __init__(self, *, open_choices: bool = False, **kwargs):
         self.open_choices = open_choices
         super().__init__(**kwargs)
@@ -362,7 +227,7 @@ class ReferenceField(forms.ChoiceField):
         return super().valid_value(value)
 
 
-def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Field:
+def _form_field(spec: schema.Field, options: list[tuple[str, str]], current) -> forms.Field:
     common = {"label": spec.label, "help_text": spec.help, "required": False}
     match spec.kind:
         case "string":
@@ -380,9 +245,10 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
         case "boolean":
             return forms.BooleanField(**common)
         case "id":
+            empty = [] if spec.name in REQUIRED_CHOICES and current else [("", "—")]
             return ReferenceField(
                 # Lazy: normalising a long list is only worth it when it is rendered.
-                choices=lambda: [("", "—"), *options],
+                choices=lambda: [*empty, *options],
                 open_choices=spec.name == "accountId",
                 **common,
             )
@@ -404,137 +270,169 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]]) -> forms.Fie
 
 
 class TicketUpdateForm(forms.Form):
+    """Unbound, it renders a ticket and signs a Snapshot of what it rendered. Bound, it
+    takes the Snapshot the view read from the post and reports the user's edits."""
+
     snapshot = forms.CharField(widget=forms.HiddenInput)
 
-    def __init__(self, data=None, *, ticket: dict, choices: Choices):
+    def __init__(
+        self, data=None, *, ticket: dict, choices: Choices, snapshot: Snapshot | None = None
+    ):
         self.ticket = ticket
         self.choices = choices
         self.specs = schema.fields()
         self.custom_fields = [d for d in choices.custom_fields if d.get("uid")]
-        initial = {spec.name: ticket_value(spec, ticket) for spec in self.specs}
-        if data is None:  # a bound form keeps the snapshot it was posted with
-            initial["snapshot"] = sign_snapshot(ticket)
+        initial = {spec.name: wire.from_ticket(spec, ticket) for spec in self.specs}
         super().__init__(data, initial=initial)
         for spec in self.specs:
+            current = ticket.get(spec.name)
             options = self._options(spec) if spec.kind == "id" else []
-            field = self.fields[spec.name] = _form_field(spec, options)
+            field = self.fields[spec.name] = _form_field(spec, options, current)
             value = initial[spec.name]
             limit = getattr(field, "max_length", None)
             if isinstance(value, str) and limit and len(value) > limit:
                 self.fields[spec.name] = TooLongField(len(value), label=spec.label, required=False)
-        self._add_custom_fields(initial["customFieldValues"])
-        self.conflicts = self._conflicts(data)
-        for name in self.conflicts:
-            self.fields[f"resolve__{name}"] = forms.ChoiceField(
-                choices=RESOLUTIONS, required=False, widget=forms.RadioSelect
+        self._add_custom_fields()
+        if data is None:
+            snapshot = Snapshot(ticket, self._rendered(), snapshot.originals if snapshot else {})
+            self.initial["snapshot"] = snapshot.sign()
+        self.snapshot = snapshot
+        for name in self.snapshot.originals if self.snapshot else ():
+            self.fields[RESOLVE_PREFIX + name] = forms.ChoiceField(
+                label=f"Keep which {self.label(name)}",
+                choices=RESOLUTIONS,
+                required=False,
+                widget=forms.RadioSelect,
             )
 
-    def _conflicts(self, data) -> dict:
-        """The originals carried by a post-conflict snapshot (verified again in clean)."""
-        try:
-            return load_snapshot((data or {}).get("snapshot", "")).get("originals") or {}
-        except signing.BadSignature:
-            return {}
+    @classmethod
+    def after_conflict(cls, form: "TicketUpdateForm", fresh: dict, originals: dict):
+        """The user's edits again, now over the ticket as Thena has it: every input they
+        did not edit shows Thena's current value, so saving cannot send it back."""
+        shown = cls(ticket=fresh, choices=form.choices, snapshot=Snapshot(fresh, {}, originals))
+        data = shown.rendered_data()
+        for name in form.edited_inputs:
+            if name in shown.fields:
+                data.setlist(form[name].html_name, form.data.getlist(form[name].html_name))
+        data["snapshot"] = shown.initial["snapshot"]
+        for name in originals:
+            data[RESOLVE_PREFIX + name] = "yours"
+        bound = cls(data, ticket=fresh, choices=form.choices, snapshot=shown.snapshot)
+        bound.is_valid()
+        return bound
 
     def _options(self, spec: schema.Field) -> list[tuple[str, str]]:
         """The choices, keeping the ticket's current id selectable even when the lists
         do not hold it (an archived status, an account beyond the first page)."""
         listed = self.choices.for_field(spec.name)
         current = self.ticket.get(spec.name)
-        if not current or any(value == current for value, _ in listed):
+        if not isinstance(current, str) or not current:
+            return listed
+        if any(value == current for value, _ in listed):
             return listed
         label = self.ticket.get(CURRENT_LABELS.get(spec.name, "")) or current
-        return [(current, label), *listed]
+        return [(current, str(label)), *listed]
 
-    def _add_custom_fields(self, items: list[dict]) -> None:
-        by_id = {_cf_id(item): item for item in items}
-        self.custom_items = items
+    def _add_custom_fields(self) -> None:
+        by_id = {wire.cf_id(item): item for item in wire.cf_items(self.ticket)}
         for definition in self.custom_fields:
-            name = f"cf__{definition['uid']}"
+            name = CF_PREFIX + definition["uid"]
             self.fields[name] = _cf_form_field(definition)
-            item = by_id.get(definition["uid"])
-            self.initial[name] = _cf_initial(definition, _cf_values(item) if item else [])
+            self.initial[name] = wire.cf_initial(definition, by_id.get(definition["uid"]))
         if self.custom_fields:
-            # Typed inputs stand for customFieldValues (see _custom_field_values).
+            # Typed inputs stand for customFieldValues (see edits()).
             del self.fields["customFieldValues"]
 
-    # -- reading --
+    # -- what was rendered, what came back --
 
     @property
     def custom_field_names(self) -> list[str]:
-        return [f"cf__{d['uid']}" for d in self.custom_fields]
+        return [CF_PREFIX + d["uid"] for d in self.custom_fields]
 
-    def clean_snapshot(self) -> dict:
-        try:
-            data = signing.loads(
-                self.cleaned_data["snapshot"], salt=SNAPSHOT_SALT, max_age=SNAPSHOT_MAX_AGE
-            )
-        except signing.SignatureExpired:
-            raise forms.ValidationError(
-                "This form is more than a day old. Reload the page to edit the ticket."
-            ) from None
-        except signing.BadSignature:
-            raise forms.ValidationError(
-                "This form was tampered with or is from another server. Reload the page."
-            ) from None
-        if data.get("id") != self.ticket["id"]:
-            raise forms.ValidationError("This form belongs to another ticket. Reload the page.")
+    def _inputs(self) -> list[str]:
+        """The names of the inputs that carry ticket data (not the snapshot or radios)."""
+        return [
+            name
+            for name, f in self.fields.items()
+            if name != "snapshot" and not name.startswith(RESOLVE_PREFIX) and not f.disabled
+        ]
+
+    def _rendered(self) -> dict[str, str]:
+        return {name: wire.digest(wire.rendered_text(self[name])) for name in self._inputs()}
+
+    def rendered_data(self) -> MultiValueDict:
+        """What a browser submits for this (unbound) form as rendered."""
+        data = MultiValueDict()
+        for name in self._inputs():
+            if text := wire.rendered_text(self[name]):  # an unticked box sends nothing
+                data.setlist(self[name].html_name, list(text))
         return data
 
-    def _custom_field_values(self) -> list[dict]:
-        """The ticket's items in their order, with only the inputs the user changed
-        rewritten, so an untouched form gives back exactly the list it was given and
-        items we do not understand ride along untouched."""
-        items = [dict(item) for item in self.custom_items]
-        position = {_cf_id(item): index for index, item in enumerate(items)}
-        for definition in self.custom_fields:
-            name = f"cf__{definition['uid']}"
-            if name not in self.changed_data:
-                continue
-            data = _cf_to_data(definition, self.cleaned_data.get(name))
-            if definition["uid"] in position:
-                items[position[definition["uid"]]]["data"] = data
-            elif data is not None:
-                items.append({"customFieldId": definition["uid"], "data": data})
-        return [item for item in items if item.get("data", True) is not None]
+    @cached_property
+    def edited_inputs(self) -> list[str]:
+        """Inputs whose submitted text differs from what the page rendered into them."""
+        seen = self.snapshot.inputs
+        edited = []
+        for name in self._inputs():
+            posted = wire.posted_text(self.data, self[name])
+            if posted is not None and name in seen and wire.digest(posted) != seen[name]:
+                edited.append(name)
+        return edited
 
-    def wire_values(self) -> dict:
-        """Every field's wire value from the user's (valid) input."""
-        values = {}
-        for spec in self.specs:
-            if spec.name == "customFieldValues" and self.custom_fields:
-                values[spec.name] = self._custom_field_values()
+    def label(self, name: str) -> str:
+        if name.startswith(CF_PREFIX):
+            uid = name.removeprefix(CF_PREFIX)
+            definition = next((d for d in self.custom_fields if d["uid"] == uid), {})
+            return definition.get("name") or uid
+        spec = schema.field_map().get(name)
+        return spec.label if spec else name
+
+    def clean(self):
+        cleaned = super().clean()
+        edited = set(self.edited_inputs)
+        if {"assignedAgentId", "assignedAgentEmail"} <= edited:
+            agent, email = cleaned.get("assignedAgentId"), cleaned.get("assignedAgentEmail")
+            known = self.choices.member_emails.get(agent or "", "")
+            if email and agent and known.lower() != email.lower():
+                self.add_error(
+                    "assignedAgentEmail",
+                    "This email is not the chosen assignee's. Choose the assignee or type "
+                    "an email, not two different people.",
+                )
+        return cleaned
+
+    def edits(self) -> dict[str, Any]:
+        """The user's changes, by input name: PATCH JSON for a field, the `data` list (or
+        None to remove it) for a custom field. After a conflict, the choices made for the
+        clashing inputs apply."""
+        edits: dict[str, Any] = {}
+        definitions = {CF_PREFIX + d["uid"]: d for d in self.custom_fields}
+        specs = schema.field_map()
+        for name in self.edited_inputs:
+            value = self.cleaned_data.get(name)
+            if name in definitions:
+                edits[name] = wire.cf_to_data(definitions[name], value)
             else:
-                values[spec.name] = _to_wire(spec, self.cleaned_data.get(spec.name))
-        snapshot = self.cleaned_data["snapshot"]
-        for name, original in snapshot.get("originals", {}).items():
-            choice = self.cleaned_data.get(f"resolve__{name}")
+                edits[name] = wire.to_json(specs[name], value)
+        for name, original in self.snapshot.originals.items():
+            choice = self.cleaned_data.get(RESOLVE_PREFIX + name) or "yours"
             if choice == "theirs":
-                values[name] = snapshot["values"].get(name)
+                edits.pop(name, None)
             elif choice == "original":
-                values[name] = original
-        return values
-
-    def changes(self) -> dict:
-        """The PATCH body: the fields the user changed against the snapshot they saw."""
-        seen = self.cleaned_data["snapshot"]["values"]
-        values = self.wire_values()
-        body = {
-            name: value
-            for name, value in values.items()
-            if value != seen.get(name) and not getattr(self.fields.get(name), "disabled", False)
-        }
+                edits[name] = original
         auto_link = schema.auto_link_name()
         # The flag only means something alongside a new account (thena-api.md §2.2).
-        if auto_link in body and (not body[auto_link] or "accountId" not in body):
-            del body[auto_link]
+        if auto_link in edits and (not edits[auto_link] or "accountId" not in edits):
+            del edits[auto_link]
         for name in ("statusName", "priorityName"):
-            if body.get(name) is None:
-                body.pop(name, None)
-        return body
+            if edits.get(name) is None:
+                edits.pop(name, None)
+        return edits
 
     def display(self, name: str, value) -> str:
-        """A wire value in words, for the conflict table."""
+        """A value in words, for the conflict table."""
+        if name.startswith(CF_PREFIX) and isinstance(value, list):
+            value = ", ".join(str(v) for v in wire.cf_values({"data": value}))
         if value in (None, "", [], {}):
             return "—"
         spec = schema.field_map().get(name)
@@ -542,7 +440,7 @@ class TicketUpdateForm(forms.Form):
             return dict(self._options(spec)).get(value, value)
         if isinstance(value, bool):
             return "Yes" if value else "No"
-        if isinstance(value, (dict, list)):
+        if isinstance(value, dict | list):
             return json.dumps(value, indent=2, ensure_ascii=False)
         return str(value)
 

@@ -143,6 +143,10 @@ class AuditEntry(InsertOnlyModel):
     user_agent = models.CharField(max_length=500, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     message = models.TextField(blank=True)
+    # The ticket's updatedAt as re-read just before the PATCH: if Thena still has it, the
+    # edit did not apply. Nullable so that adding it is a plain ALTER TABLE on SQLite (a
+    # table rebuild would drop the insert-only triggers); rows before it hash without it.
+    base_updated_at = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -167,6 +171,7 @@ class AuditEntry(InsertOnlyModel):
         "user_agent",
         "outcome",
         "message",
+        "base_updated_at",
     )
 
     class Meta:
@@ -305,6 +310,21 @@ class Ticket(models.Model):  # noqa: DJ008 - never instantiated
         managed = False
         default_permissions = ()
         permissions = [("edit_ticket", "Can edit Thena tickets")]
+
+
+class TicketEditLock(models.Model):
+    """A lease on one ticket's edits, held from the re-read to the outcome so that saves
+    of one ticket through any process or instance run one after the other. A row in the
+    shared database works the same on SQLite and PostgreSQL and outlives the short
+    transactions the audit log commits in between; `expires_at` frees the ticket if the
+    process holding it dies."""
+
+    key = models.CharField(max_length=64, primary_key=True)  # a digest of the ticket id
+    token = models.CharField(max_length=32)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"edit lock {self.key} until {self.expires_at:%H:%M:%S}"
 
 
 class TeamScope(models.Model):

@@ -1,20 +1,22 @@
 """Use cases. The only callers of the Thena client (house-style §1)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from . import audit
-from .forms import Choices, TicketUpdateForm, load_snapshot, ticket_wire
+from . import audit, locks
+from .forms import CF_PREFIX, Choices, TicketUpdateForm
+from .locks import EditBusy  # noqa: F401 - raised through ticket_update
 from .models import AuditEntry, TeamScope
-from .thena import schema
+from .snapshot import Snapshot, SnapshotError  # noqa: F401 - raised through here
+from .thena import schema, wire
 from .thena.client import get_client
 from .thena.errors import ThenaError, ThenaNotFound
 
@@ -153,14 +155,21 @@ def health_check() -> dict:
 
 @dataclass(frozen=True)
 class TicketEdit:
-    """A ticket as read for editing, with the choices its team offers."""
+    """A ticket as read for editing, with the choices its team offers; on a submit, also
+    the snapshot of what the page showed."""
 
     ticket: dict
     choices: Choices
+    snapshot: Snapshot | None = None
 
     @property
     def ticket_id(self) -> str:
         return self.ticket["id"]
+
+    def form(self, data=None) -> TicketUpdateForm:
+        return TicketUpdateForm(
+            data, ticket=self.ticket, choices=self.choices, snapshot=self.snapshot
+        )
 
     @property
     def facts(self) -> list[tuple[str, object]]:
@@ -277,12 +286,14 @@ def team_choices(team_id: str) -> Choices:
 
     def fetch() -> Choices:
         client = get_client()
+        members = client.team_members(team_id)
         return Choices(
             statuses=_statuses(client.statuses(team_id)),
             priorities=_pairs(client.priorities(team_id), "displayName", "name"),
             types=_pairs(client.types(team_id), "name"),
             sentiments=_pairs(client.sentiments(team_id), "displayName", "name"),
-            members=_members(client.team_members(team_id)),
+            members=_members(members),
+            member_emails={m["id"]: m["email"] for m in members if m.get("email")},
             accounts=_pairs(client.accounts(limit=100), "name"),
             sub_teams=_pairs(client.sub_teams(team_id), "name"),
             forms=_pairs(client.forms(team_id), "name"),
@@ -315,23 +326,19 @@ def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     return TicketEdit(ticket=ticket, choices=team_choices(ticket.get("teamId") or ""))
 
 
-def ticket_edit_from_snapshot(*, user, ticket_id: str, snapshot: str) -> TicketEdit | None:
-    """The edit as the user saw it, rebuilt from the form's signed snapshot and the cached
-    choices: a submit needs no GET of its own (the update re-reads the ticket anyway).
-    None when the snapshot is stale, forged or of another ticket."""
+def ticket_edit_submitted(*, user, ticket_id: str, token: str) -> TicketEdit | None:
+    """The edit as the user saw it, from the form's signed snapshot and the cached
+    choices: a submit, and every failure it re-renders, needs no GET of its own. None
+    when the ticket is outside the user's teams; SnapshotError when the snapshot cannot
+    be trusted."""
+    snapshot = Snapshot.load(token, ticket_id=ticket_id)
+    if not _in_scope(user, snapshot.ticket.get("teamId")):
+        return None
     try:
-        data = load_snapshot(snapshot)
-    except signing.BadSignature:
-        return None
-    if data.get("id") != ticket_id or not _in_scope(user, data.get("teamId")):
-        return None
-    ticket = {
-        "id": ticket_id,
-        "teamId": data.get("teamId"),
-        "ticketIdentifier": data.get("ticketIdentifier"),
-        **data["values"],
-    }
-    return TicketEdit(ticket=ticket, choices=team_choices(ticket["teamId"] or ""))
+        choices = team_choices(snapshot.team_id)
+    except ThenaError:
+        choices = Choices()  # Thena is down: the form still shows the current values
+    return TicketEdit(ticket=snapshot.ticket, choices=choices, snapshot=snapshot)
 
 
 def _ticket_ref(ticket: dict) -> dict:
@@ -358,23 +365,95 @@ def ticket_update_denied(
     )
 
 
+class OutOfScope(ThenaNotFound):
+    """The ticket moved to a team outside the user's scope since the page was shown."""
+
+
+class OutcomeUnknown(Exception):
+    """The PATCH may or may not have applied, and reading the ticket back did not tell:
+    the audit entry says unknown until reconcile_audit settles it."""
+
+    def __init__(self, entry, reason: str):
+        super().__init__(reason)
+        self.entry = entry
+        self.reason = reason
+
+
+class EditFailed(ThenaError):
+    """Thena surely did not apply the edit; `user_message` says why."""
+
+
+def _input_values(ticket: dict) -> Callable[[str], object]:
+    """A reader of one input's value on `ticket`: the PATCH JSON of a field, or the data
+    of a custom field (cf__<uid>)."""
+    values = wire.ticket_values(ticket)
+
+    def read(name: str):
+        if name.startswith(CF_PREFIX):
+            return wire.cf_data(ticket, name.removeprefix(CF_PREFIX))
+        return values.get(name)
+
+    return read
+
+
+def _split(edits: dict) -> tuple[dict, dict]:
+    """Field edits and custom-field edits (by uid)."""
+    fields = {n: v for n, v in edits.items() if not n.startswith(CF_PREFIX)}
+    custom = {n.removeprefix(CF_PREFIX): v for n, v in edits.items() if n.startswith(CF_PREFIX)}
+    return fields, custom
+
+
+def patch_body(ticket: dict, edits: dict) -> dict:
+    """The PATCH body for the user's edits over `ticket` as Thena has it now: custom-field
+    edits rewrite only their own items of the ticket's current list."""
+    fields, custom = _split(edits)
+    if custom:
+        fields["customFieldValues"] = wire.cf_merge(wire.cf_items(ticket), custom)
+    return fields
+
+
+def _applied(ticket: dict, body: dict, custom: dict) -> bool | None:
+    """Whether `ticket` shows the edit: True when every sent value that the ticket object
+    carries is there, False when one is not, None when none can be read back."""
+    specs, values = schema.field_map(), wire.ticket_values(ticket)
+    checked = False
+    for name, sent in body.items():
+        if name == "customFieldValues" and custom:
+            for uid, data in custom.items():
+                if wire.cf_data(ticket, uid) != data:
+                    return False
+            checked = True
+        elif name in specs and name in ticket:  # write-only keys are not on a ticket
+            if not wire.same(specs[name], sent, values[name]):
+                return False
+            checked = True
+    return True if checked else None
+
+
 def ticket_update(
     *, user, edit: TicketEdit, form: TicketUpdateForm, meta: audit.RequestMeta
 ) -> UpdateResult:
-    """Diff, check, re-read, record the intent, PATCH, record the outcome.
+    """Lock the ticket, re-read it, record the intent, PATCH what the user changed, and
+    record the outcome by evidence.
 
     The PATCH runs outside any transaction: a remote write cannot be rolled back, so the
-    audit log records the intent first (committed) and the outcome after.
+    audit log records the intent first (committed) and the outcome after. The lock
+    (tickets/locks.py) makes a second save of the same ticket wait and then see the
+    first one, as a conflict when it touched the same fields.
     """
-    body = form.changes()
-    if not body:
+    edits = form.edits()
+    if not edits:
         return UpdateResult(entry=None, ticket=edit.ticket, sent={}, kept_upstream=[])
     if not user.has_perm("tickets.edit_ticket"):
         ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta)
         raise PermissionDenied("You may view tickets but not edit them.")
+    with locks.ticket_edit_lock(edit.ticket_id):
+        return _update_locked(user, edit, form.snapshot, edits, meta)
 
-    seen = form.cleaned_data["snapshot"]["values"]
+
+def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta):
     client = get_client()
+    seen = _input_values(snapshot.ticket)
     try:
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
@@ -382,46 +461,50 @@ def ticket_update(
             action="ticket.update",
             actor=user,
             ticket=_ticket_ref(edit.ticket),
-            changes=_changes(seen, body),
-            request_body=body,
+            changes=_changes(snapshot.values, patch_body(snapshot.ticket, edits)),
+            request_body={},
             outcome="failed",
-            message="Could not re-read the ticket before saving: "
+            message="Nothing was sent: could not re-read the ticket first: "
             + (error.detail or error.user_message),
             meta=meta,
         )
         raise
     if not _in_scope(user, fresh.get("teamId")):
         ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta, why=OUT_OF_SCOPE)
-        raise ThenaNotFound()
-    theirs = ticket_wire(fresh)
-    moved = {name for name, value in theirs.items() if value != seen.get(name)}
-    # A field both sides set to the same value is no conflict and needs no PATCH.
-    body = {
-        name: value for name, value in body.items() if not (name in moved and theirs[name] == value)
-    }
-    labels = schema.field_map()
+        raise OutOfScope()
+    theirs = _input_values(fresh)
+    # A value Thena already holds needs no PATCH (and is no conflict).
+    edits = {name: value for name, value in edits.items() if theirs(name) != value}
+    moved = {name for name in edits if theirs(name) != seen(name)}
+    body = patch_body(fresh, edits)
+    custom = _split(edits)[1]
+    now = wire.ticket_values(fresh)
+    kept = [
+        _label(name)
+        for name, value in now.items()
+        if value != snapshot.values.get(name) and name not in body
+    ]
 
     def record(outcome: str = "pending", message: str = ""):
         return audit.record_attempt(
             action="ticket.update",
             actor=user,
             ticket=_ticket_ref(fresh),
-            changes=_changes(theirs, body),
+            changes=_changes(now, body),
             request_body=body,
             outcome=outcome,
             message=message,
             meta=meta,
+            base_updated_at=fresh.get("updatedAt") if outcome == "pending" else None,
         )
 
-    clashing = sorted(moved & body.keys())
-    if clashing:
-        fields = [
-            ConflictField(name, _label(labels, name), seen.get(name), theirs[name], body[name])
-            for name in clashing
+    if moved:
+        clashing = [
+            ConflictField(name, edit_label(edit, name), seen(name), theirs(name), edits[name])
+            for name in sorted(moved)
         ]
-        message = "Changed in Thena meanwhile: " + ", ".join(f.label for f in fields)
-        raise Conflict(fields=fields, fresh=fresh, entry=record("conflict", message))
-    kept = [_label(labels, name) for name in sorted(moved)]
+        message = "Changed in Thena meanwhile: " + ", ".join(f.label for f in clashing)
+        raise Conflict(fields=clashing, fresh=fresh, entry=record("conflict", message))
     if not body:
         return UpdateResult(entry=None, ticket=fresh, sent={}, kept_upstream=kept)
 
@@ -430,26 +513,102 @@ def ticket_update(
     try:
         updated = client.update_ticket(edit.ticket_id, body)
     except ThenaError as error:
+        if not error.outcome_unknown:
+            audit.record_outcome(
+                entry=entry,
+                outcome="failed",
+                status_code=error.status_code,
+                message=error.detail or error.user_message,
+                duration_ms=_ms(started),
+            )
+            raise
+        # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left.
+        reason = error.detail or error.user_message
+        answered = error.status_code is not None
+        updated = _read_back(client, edit.ticket_id)
+        status = error.status_code
+    else:
+        applied = _applied(updated, body, custom)
+        # Only write-only values sent: a ticket that moved on is the best evidence there is.
+        if applied or (applied is None and updated.get("updatedAt") != fresh.get("updatedAt")):
+            audit.record_outcome(
+                entry=entry,
+                outcome="succeeded",
+                status_code=200,
+                upstream_updated_at=updated.get("updatedAt"),
+                duration_ms=_ms(started),
+            )
+            return UpdateResult(entry=entry, ticket=updated, sent=body, kept_upstream=kept)
+        reason, answered, status = "Thena's answer does not show the change.", True, 200
+        updated = _read_back(client, edit.ticket_id)
+    return _settle(entry, fresh, updated, body, custom, kept, reason, answered, status, started)
+
+
+def _read_back(client, ticket_id: str) -> dict | None:
+    try:
+        return client.get_ticket(ticket_id)
+    except ThenaError:
+        return None
+
+
+def _settle(entry, fresh, now, body, custom, kept, reason, answered, status, started):
+    """The outcome of a PATCH whose answer did not show it, from one read-back: applied
+    is "succeeded"; untouched since the re-read, after Thena finished with the request,
+    is "failed"; anything else stays "unknown"."""
+    applied = now is not None and _applied(now, body, custom)
+    unchanged = now is not None and now.get("updatedAt") == fresh.get("updatedAt")
+    if applied:
         audit.record_outcome(
             entry=entry,
-            outcome="unknown" if error.outcome_unknown else "failed",
-            status_code=error.status_code,
-            message=error.detail or error.user_message,
+            outcome="succeeded",
+            status_code=status,
+            message=f"{reason} Reading the ticket back shows the change.",
+            upstream_updated_at=now.get("updatedAt"),
             duration_ms=_ms(started),
         )
-        raise
+        return UpdateResult(entry=entry, ticket=now, sent=body, kept_upstream=kept)
+    if answered and unchanged:
+        audit.record_outcome(
+            entry=entry,
+            outcome="failed",
+            status_code=status,
+            message=f"{reason} Reading the ticket back shows it unchanged.",
+            upstream_updated_at=now.get("updatedAt"),
+            duration_ms=_ms(started),
+        )
+        raise EditFailed(
+            "Thena did not save the change (it answered oddly and the ticket is unchanged). "
+            "Your input is below: try again.",
+            status_code=status,
+            detail=reason,
+        )
+    if now is None:
+        why = f"{reason} Reading the ticket back failed too."
+    elif unchanged:
+        why = f"{reason} The ticket is unchanged so far, but the change may still arrive."
+    else:
+        why = f"{reason} The ticket changed since, but not to the values sent."
     audit.record_outcome(
         entry=entry,
-        outcome="succeeded",
-        status_code=200,
-        upstream_updated_at=updated.get("updatedAt"),
+        outcome="unknown",
+        status_code=status,
+        message=why,
+        upstream_updated_at=(now or {}).get("updatedAt"),
         duration_ms=_ms(started),
     )
-    return UpdateResult(entry=entry, ticket=updated, sent=body, kept_upstream=kept)
+    raise OutcomeUnknown(entry, why)
 
 
-def _label(labels: dict, name: str) -> str:
-    spec = labels.get(name)
+def edit_label(edit: TicketEdit, name: str) -> str:
+    if name.startswith(CF_PREFIX):
+        uid = name.removeprefix(CF_PREFIX)
+        definition = next((d for d in edit.choices.custom_fields if d.get("uid") == uid), {})
+        return definition.get("name") or uid
+    return _label(name)
+
+
+def _label(name: str) -> str:
+    spec = schema.field_map().get(name)
     return spec.label if spec else name
 
 
@@ -470,40 +629,46 @@ class HistoryItem:
 
 def ticket_history(*, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
     """The ticket's latest audit entries with their current outcome (local reads only)."""
-    labels = schema.field_map()
     entries = AuditEntry.objects.for_ticket(ticket_id).with_current_outcome()[:limit]
     return [
-        HistoryItem(entry, entry.current_outcome, [_label(labels, name) for name in entry.changes])
+        HistoryItem(entry, entry.current_outcome, [_label(name) for name in entry.changes])
         for entry in entries
     ]
 
 
 # -- reconciliation ----------------------------------------------------------------------
 
-# Write-only keys: the ticket object does not echo them, so they cannot be read back.
-UNREADABLE = {"statusName", "priorityName"}
+
+def _custom_edits(change: dict | None) -> dict:
+    """The custom fields an entry's customFieldValues change touched, by uid."""
+    if not isinstance(change, dict):
+        return {}
+    before = {
+        wire.cf_id(i): i.get("data") for i in change.get("before") or [] if isinstance(i, dict)
+    }
+    after = {wire.cf_id(i): i.get("data") for i in change.get("after") or [] if isinstance(i, dict)}
+    return {
+        uid: after.get(uid)
+        for uid in before.keys() | after.keys()
+        if before.get(uid) != after.get(uid)
+    }
 
 
 def audit_reconcile(*, min_age_seconds: int = 60) -> dict[str, int]:
-    """Settle pending and unknown edits by reading their tickets back: an edit whose
-    values are all on the ticket now succeeded; one whose values are not there failed
-    (or was overwritten since, which the message says). Entries younger than
-    `min_age_seconds` may still be in flight and are left alone."""
+    """Settle pending and unknown edits by reading their tickets back, by evidence only:
+    every sent value on the ticket is "succeeded"; the ticket still at the updatedAt it
+    had just before the PATCH is "failed"; a ticket changed since, but not to the sent
+    values, stays "unknown" with the reason (it may have applied and been changed again).
+    Entries younger than `min_age_seconds` may still be in flight and are left alone."""
     cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "skipped": 0}
     client = get_client()
-    known = schema.field_map()
-    unreadable = UNREADABLE | {schema.auto_link_name()}
     edits = AuditEntry.objects.filter(action="ticket.update", created_at__lt=cutoff)
-    unsettled = [*edits.for_outcome("pending"), *edits.for_outcome("unknown")]
-    for entry in unsettled:
-        comparable = {
-            name: value
-            for name, value in entry.request_body.items()
-            if name in known and name not in unreadable
-        }
+    pending = list(edits.for_outcome("pending"))
+    unknown = list(edits.for_outcome("unknown"))
+    for entry in pending + unknown:
         try:
-            fresh = client.get_ticket(entry.ticket_id)
+            now = client.get_ticket(entry.ticket_id)
         except ThenaNotFound:
             audit.record_outcome(
                 entry=entry,
@@ -516,22 +681,30 @@ def audit_reconcile(*, min_age_seconds: int = 60) -> dict[str, int]:
         except ThenaError:
             counts["skipped"] += 1
             continue
-        if not comparable:
-            counts["skipped"] += 1
-            continue
-        now = ticket_wire(fresh)
-        differing = sorted(name for name, value in comparable.items() if now.get(name) != value)
-        if differing:
-            outcome = "failed"
-            message = "Reconciled: not on the ticket now: " + ", ".join(differing)
-            message += " (or changed again since)."
-        else:
+        custom = _custom_edits(entry.changes.get("customFieldValues"))
+        applied = _applied(now, entry.request_body, custom)
+        untouched = bool(entry.base_updated_at) and now.get("updatedAt") == entry.base_updated_at
+        if applied:
             outcome, message = "succeeded", "Reconciled: every sent value is on the ticket."
+        elif untouched:
+            outcome = "failed"
+            message = "Reconciled: the ticket has not changed since just before the edit."
+        else:
+            outcome = "unknown"
+            message = (
+                "Reconciled: cannot tell. The ticket changed since the edit was sent, "
+                "but does not hold the values sent (changed again, or never applied)."
+            )
+            if applied is None:
+                message = "Reconciled: cannot tell; the values sent cannot be read back."
+            if entry in unknown:  # already unknown: nothing new to record
+                counts["unknown"] += 1
+                continue
         audit.record_outcome(
             entry=entry,
             outcome=outcome,
             message=message,
-            upstream_updated_at=fresh.get("updatedAt"),
+            upstream_updated_at=now.get("updatedAt"),
         )
         counts[outcome] += 1
     return counts

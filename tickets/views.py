@@ -22,7 +22,7 @@ from django_htmx.http import push_url, trigger_client_event
 
 from . import audit, services
 from .audit import RequestMeta
-from .forms import TicketUpdateForm, sign_snapshot
+from .forms import TicketUpdateForm
 from .models import AuditEntry
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
 
@@ -93,18 +93,6 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
-def _conflict_form(request, edit, conflict: services.Conflict) -> TicketUpdateForm:
-    """The user's input again, now measured against the ticket as Thena has it."""
-    data = request.POST.copy()
-    originals = {field.name: field.original for field in conflict.fields}
-    data["snapshot"] = sign_snapshot(conflict.fresh, originals=originals)
-    for name in originals:
-        data[f"resolve__{name}"] = "yours"
-    form = TicketUpdateForm(data, ticket=conflict.fresh, choices=edit.choices)
-    form.is_valid()
-    return form
-
-
 def _add_upstream_errors(form: TicketUpdateForm, error: ThenaValidationError) -> None:
     for name, problems in error.field_errors.items():
         target = name if name in form.fields else None
@@ -112,6 +100,12 @@ def _add_upstream_errors(form: TicketUpdateForm, error: ThenaValidationError) ->
             form.add_error(target, f"Thena says: {problem}")
     if not error.field_errors:
         form.add_error(None, error.user_message)
+
+
+BUSY = (
+    "Someone else is saving this ticket right now and it took too long. Nothing was sent: "
+    "save again in a moment."
+)
 
 
 # /tickets/<ticket_id>/
@@ -123,7 +117,17 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
         edit = _load(request, ticket_id)
     except ThenaError as error:
         return render(request, DETAIL, {"load_error": error.user_message}, status=502)
-    return _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+    return _page(request, edit, edit.form())
+
+
+def _submitted(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
+    """The edit as the page showed it, from the posted snapshot (no call to Thena)."""
+    edit = services.ticket_edit_submitted(
+        user=request.user, ticket_id=ticket_id, token=request.POST.get("snapshot", "")
+    )
+    if edit is None:
+        raise Http404("No such ticket.")
+    return edit
 
 
 def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
@@ -132,22 +136,41 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
             user=request.user, ticket_id=ticket_id, meta=RequestMeta.of(request)
         )
         raise PermissionDenied("You may view tickets but not edit them.")
-    seen = services.ticket_edit_from_snapshot(
-        user=request.user, ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
-    )
-    form = seen and TicketUpdateForm(request.POST, ticket=seen.ticket, choices=seen.choices)
-    if not (form and form.is_valid()):
-        return _rerender(request, ticket_id)
+    try:
+        seen = _submitted(request, ticket_id)
+    except services.SnapshotError as problem:
+        return _reloaded(request, ticket_id, str(problem))
+    form = seen.form(request.POST)
+    if not form.is_valid():
+        return _page(request, seen, form)
     try:
         result = services.ticket_update(
             user=request.user, edit=seen, form=form, meta=RequestMeta.of(request)
         )
     except services.Conflict as conflict:
         edit = services.TicketEdit(ticket=conflict.fresh, choices=seen.choices)
-        form = _conflict_form(request, edit, conflict)
+        originals = {field.name: field.original for field in conflict.fields}
+        form = TicketUpdateForm.after_conflict(form, conflict.fresh, originals)
         return _logged(_page(request, edit, form, conflict=conflict))
+    except services.OutcomeUnknown as unknown:
+        form.add_error(
+            None,
+            f"Thena did not confirm this save: {unknown.reason} The audit log records it as "
+            "“unknown” until it is settled. Check the ticket before saving again; your "
+            "input is below.",
+        )
+        return _logged(_page(request, seen, form))
+    except services.EditBusy:
+        form.add_error(None, BUSY)
+        return _page(request, seen, form)
+    except services.OutOfScope:
+        raise Http404("No such ticket.") from None
+    except ThenaValidationError as error:
+        _add_upstream_errors(form, error)
+        return _logged(_page(request, seen, form))
     except ThenaError as error:
-        return _logged(_rerender(request, ticket_id, error=error))
+        form.add_error(None, f"Nothing was saved. {error.user_message}")
+        return _logged(_page(request, seen, form))
 
     if result.nothing_changed:
         messages.info(request, "Nothing changed, so nothing was sent to Thena.")
@@ -161,24 +184,19 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
     if not _is_partial(request):
         return redirect("tickets:detail", ticket_id=ticket_id)
     edit = services.TicketEdit(ticket=result.ticket, choices=seen.choices)
-    response = _page(request, edit, TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+    response = _page(request, edit, edit.form())
     return _logged(response) if result.sent else response
 
 
-def _rerender(request, ticket_id: str, *, error: ThenaError | None = None) -> HttpResponse:
-    """The form again with the user's input and what went wrong, next to the ticket as it
-    is now (one GET, only on this unhappy path)."""
+def _reloaded(request, ticket_id: str, problem: str) -> HttpResponse:
+    """A post whose snapshot cannot be trusted: the ticket as it is now, and why."""
     try:
         edit = _load(request, ticket_id)
-    except ThenaError as load_error:
-        return render(request, DETAIL, {"load_error": load_error.user_message}, status=502)
-    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
-    form.is_valid()
-    if isinstance(error, ThenaValidationError):
-        _add_upstream_errors(form, error)
-    elif error:
-        form.add_error(None, error.user_message)
-    return _page(request, edit, form)
+    except ThenaError as error:
+        return render(request, DETAIL, {"load_error": error.user_message}, status=502)
+    form = edit.form()
+    form.add_error(None, problem)
+    return _page(request, edit, form, status=400)
 
 
 def _logged(response: HttpResponse) -> HttpResponse:
@@ -193,12 +211,11 @@ def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
     """Inline validation when the user leaves a field: the same form, no network (the
     ticket's values come from the signed snapshot, the choices from the cache)."""
     _check_scope(request, ticket_id)
-    edit = services.ticket_edit_from_snapshot(
-        user=request.user, ticket_id=ticket_id, snapshot=request.POST.get("snapshot", "")
-    )
-    if edit is None:
+    try:
+        edit = _submitted(request, ticket_id)
+    except services.SnapshotError:
         return HttpResponse(status=204)  # stale or forged form: the real submit says so
-    form = TicketUpdateForm(request.POST, ticket=edit.ticket, choices=edit.choices)
+    form = edit.form(request.POST)
     name = request.GET.get("field", "")
     if name not in form.fields:
         return HttpResponse(status=204)

@@ -1,0 +1,60 @@
+"""The per-ticket edit lock: saves of one ticket, through any process or instance on the
+same database, run one at a time from the re-read to the outcome (invariant 2)."""
+
+import hashlib
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import TicketEditLock
+from .thena.client import budget_remaining
+
+POLL_SECONDS = 0.02
+MAX_WAIT_SECONDS = 15.0  # without a request budget (commands, tests)
+
+
+class EditBusy(Exception):
+    """Another save of the ticket held the lock for longer than this request can wait."""
+
+
+def _key(ticket_id: str) -> str:
+    # Any ticket id, however long or odd, fits the column.
+    return hashlib.sha256(ticket_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lease() -> timedelta:
+    # Longer than any request may hold it: a dead process frees the ticket after this.
+    return timedelta(seconds=max(settings.THENA_REQUEST_BUDGET_SECONDS, MAX_WAIT_SECONDS) + 10)
+
+
+def _try_acquire(key: str, token: str) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        TicketEditLock.objects.filter(key=key, expires_at__lt=now).delete()
+        TicketEditLock.objects.bulk_create(
+            [TicketEditLock(key=key, token=token, expires_at=now + _lease())],
+            ignore_conflicts=True,
+        )
+        return TicketEditLock.objects.filter(key=key, token=token).exists()
+
+
+@contextmanager
+def ticket_edit_lock(ticket_id: str):
+    """Hold the ticket's lock for the block; wait for it within the request's budget."""
+    key, token = _key(ticket_id), uuid.uuid4().hex
+    remaining = budget_remaining()
+    wait = MAX_WAIT_SECONDS if remaining is None else min(remaining - 1.0, MAX_WAIT_SECONDS)
+    deadline = time.monotonic() + wait
+    while not _try_acquire(key, token):
+        if time.monotonic() >= deadline:
+            raise EditBusy()
+        time.sleep(POLL_SECONDS)
+    try:
+        yield
+    finally:
+        TicketEditLock.objects.filter(key=key, token=token).delete()

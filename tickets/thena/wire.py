@@ -1,0 +1,294 @@
+"""Values per field kind, in the three forms they take: the Python value a form field
+holds, the text a page renders into its input (as a browser submits it back), and the
+JSON a PATCH body carries. One owner per format: the form, the diff and the services
+call these and convert nothing themselves.
+"""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from django import forms
+from django.utils.dateparse import parse_datetime
+
+from . import schema
+
+# -- PATCH JSON ---------------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    """A date-time as Thena's JSON: UTC, milliseconds, a Z. Years below 1000 keep four
+    digits (strftime would give "1-01-01")."""
+    if value is None:
+        return None
+    moment = value.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _moment(raw) -> str | None:
+    """A date-time string from Thena, normalised so equal moments compare equal whatever
+    the offset or precision it was written with; unreadable text is kept as it is."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = parse_datetime(raw)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        return raw
+    try:
+        return iso(parsed)
+    except OverflowError:
+        return raw
+
+
+def to_json(spec: schema.Field, value):
+    """A form field's Python value as the JSON a PATCH body carries. Empty values
+    normalise so that "absent upstream" and "left empty" compare equal."""
+    match spec.kind:
+        case "string" | "text":
+            return value or ""
+        case "email" | "id" | "name":
+            return value or None
+        case "datetime":
+            return iso(value)
+        case "boolean":
+            return bool(value)
+        case "json_object":
+            return value if isinstance(value, dict) else {}
+        case "url_list" | "enum_list" | "object_list":
+            return list(value or [])
+    raise ValueError(spec.kind)
+
+
+def from_ticket(spec: schema.Field, ticket: dict):
+    """The Python value a form field starts from, read from a ticket object."""
+    raw = ticket.get(spec.name)
+    match spec.kind:
+        case "datetime":
+            try:
+                return parse_datetime(raw) if isinstance(raw, str) else None
+            except ValueError:
+                return None
+        case "boolean":
+            return raw is True
+        case "json_object":
+            return raw if isinstance(raw, dict) else {}
+        case "url_list" | "enum_list":
+            return [str(item) for item in raw] if isinstance(raw, list) else []
+        case "object_list":
+            return [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
+        case "name":
+            return None  # write-only: the id field shows the current value
+        case _:
+            return raw if isinstance(raw, str) else None
+
+
+def ticket_values(ticket: dict) -> dict:
+    """Every field's PATCH JSON as the ticket object holds it, normalised for comparing
+    (date-times to UTC milliseconds), so two reads of an unchanged ticket are equal."""
+    values = {}
+    for spec in schema.fields():
+        if spec.kind == "datetime":
+            values[spec.name] = _moment(ticket.get(spec.name))
+        else:
+            values[spec.name] = to_json(spec, from_ticket(spec, ticket))
+    return values
+
+
+def same(spec: schema.Field, sent, now) -> bool:
+    """Whether a value read from Thena is the value a PATCH sent."""
+    if spec.kind == "datetime":
+        return _moment(sent) == _moment(now)
+    return sent == now
+
+
+# -- custom fields ------------------------------------------------------------------------
+# The item shape is undocumented (thena-api.md §2.3): we read and write
+# {"customFieldId": uid, "data": [{"value": "..."}]} and keep items we do not recognise.
+
+# Custom-field types that get a typed input; any other type is edited as JSON.
+CF_INPUTS = {
+    "single_line": "text",
+    "email": "email",
+    "url": "url",
+    "phone_number": "text",
+    "multi_line": "textarea",
+    "rich_text": "textarea",
+    "integer": "integer",
+    "decimal": "decimal",
+    "currency": "decimal",
+    "rating": "integer",
+    "date": "date",
+    "date_time": "datetime",
+    "single_choice": "choice",
+    "radio_button": "choice",
+    "multi_choice": "multichoice",
+    "checkbox": "boolean",
+    "toggle": "boolean",
+    "boolean": "boolean",
+}
+
+
+def cf_kind(definition: dict) -> str:
+    return CF_INPUTS.get(definition.get("fieldType", ""), "json")
+
+
+def cf_id(item: dict) -> str | None:
+    for key in ("customFieldId", "customFieldUid", "uid", "id"):
+        if isinstance(item.get(key), str):
+            return item[key]
+    return None
+
+
+def cf_values(item: dict) -> list:
+    data = item.get("data")
+    if isinstance(data, list):
+        return [d.get("value") if isinstance(d, dict) else d for d in data]
+    return [item["value"]] if "value" in item else []
+
+
+def cf_items(ticket: dict) -> list[dict]:
+    raw = ticket.get("customFieldValues")
+    return [item for item in raw if isinstance(item, dict)] if isinstance(raw, list) else []
+
+
+def cf_data(ticket: dict, uid: str):
+    """One custom field's `data` as the ticket holds it (None when it has no item)."""
+    for item in cf_items(ticket):
+        if cf_id(item) == uid:
+            return item.get("data", cf_values(item))
+    return None
+
+
+def cf_to_data(definition: dict, value) -> list | None:
+    """A typed custom-field input as the item's `data` list; None when empty."""
+    kind = cf_kind(definition)
+    if kind == "json":
+        return value or None
+    if kind == "boolean":
+        return [{"value": "true" if value else "false"}]
+    if value in (None, "", []):
+        return None
+    if kind == "multichoice":
+        return [{"value": v} for v in value]
+    if kind == "datetime":
+        value = iso(value)
+    elif kind == "date":
+        value = value.isoformat()
+    return [{"value": str(value)}]
+
+
+def cf_initial(definition: dict, item: dict | None):
+    """The Python value a custom-field input starts from."""
+    values = cf_values(item) if item else []
+    kind = cf_kind(definition)
+    if kind == "json":
+        return values or None
+    if kind == "multichoice":
+        return [str(v) for v in values]
+    first = values[0] if values else None
+    if kind == "boolean":
+        return str(first).lower() == "true"
+    if kind == "datetime" and isinstance(first, str):
+        try:
+            return parse_datetime(first)
+        except ValueError:
+            return first
+    return first
+
+
+def cf_merge(items: list[dict], edits: dict[str, list | None]) -> list[dict]:
+    """`items` (a ticket's list, in its order) with the edited custom fields' data
+    replaced, added, or (None) removed; every other item rides along untouched."""
+    merged, done = [], set()
+    for item in items:
+        uid = cf_id(item)
+        if uid in edits:
+            done.add(uid)
+            if edits[uid] is None:
+                continue
+            item = {**item, "data": edits[uid]}
+        merged.append(item)
+    merged += [
+        {"customFieldId": uid, "data": data}
+        for uid, data in edits.items()
+        if uid not in done and data is not None
+    ]
+    return merged
+
+
+# -- rendered input text ------------------------------------------------------------------
+# "Changed" means the text the browser sends back differs from the text the page put into
+# the input. Both sides go through `_browser_text`, so a value the user did not touch
+# compares equal whatever its precision, time zone or JSON formatting.
+
+_NO_NEWLINES = {"text", "search", "tel", "password"}
+_TRIMMED = {"email", "url"}
+
+
+def _browser_text(widget: forms.Widget, text: str) -> str:
+    """The value sanitisation a browser applies before submitting (HTML §4.10.5)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    kind = getattr(widget, "input_type", None)
+    if kind in _NO_NEWLINES or kind in _TRIMMED:
+        text = text.replace("\n", "")
+    if kind in _TRIMMED:
+        text = text.strip(" \t\n\f")
+    return text
+
+
+def _choice_values(field: forms.Field) -> list[str]:
+    values = []
+    for value, label in field.choices:
+        if isinstance(label, list | tuple):  # an optgroup
+            values += [str(v) for v, _ in label]
+        else:
+            values.append(str(value))
+    return values
+
+
+def rendered_text(bound: forms.BoundField) -> tuple[str, ...]:
+    """What a browser submits for this input of an unbound form as rendered."""
+    field, widget = bound.field, bound.field.widget
+    value = bound.initial
+    if isinstance(widget, forms.CheckboxSelectMultiple | forms.SelectMultiple):
+        chosen = {str(v) for v in (value or [])}
+        return tuple(v for v in _choice_values(field) if v in chosen)
+    if isinstance(widget, forms.CheckboxInput):
+        return ("on",) if widget.check_test(value) else ()
+    if isinstance(widget, forms.Select | forms.RadioSelect):
+        current = "" if value is None else str(value)
+        if getattr(field, "lists_current", False):
+            return (current,)  # ReferenceField puts the current value into its options
+        options = _choice_values(field)
+        if current in options:
+            return (current,)
+        # No option matches: a select shows (and submits) its first one.
+        return (options[0],) if options and isinstance(widget, forms.Select) else ()
+    shown = widget.format_value(field.prepare_value(value))
+    return (_browser_text(widget, "" if shown is None else str(shown)),)
+
+
+def posted_text(data, bound: forms.BoundField) -> tuple[str, ...] | None:
+    """What the browser submitted for this input; None when it sent nothing at all for
+    an input that always submits something (a missing select or text box was not edited:
+    the page lost it, and that is no reason to clear the value)."""
+    widget, name = bound.field.widget, bound.html_name
+    if isinstance(widget, forms.CheckboxSelectMultiple | forms.SelectMultiple):
+        chosen = set(data.getlist(name))
+        return tuple(v for v in _choice_values(bound.field) if v in chosen)
+    if isinstance(widget, forms.CheckboxInput):
+        return ("on",) if name in data else ()
+    if name not in data:
+        return None
+    value = data.get(name)
+    if isinstance(widget, forms.Select | forms.RadioSelect):
+        return (str(value),)
+    return (_browser_text(widget, str(value)),)
+
+
+def digest(text: tuple[str, ...]) -> str:
+    """A short fingerprint of an input's text, for the signed snapshot."""
+    payload = json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(payload, digest_size=12).hexdigest()
