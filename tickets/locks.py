@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
 from .models import TicketEditLock
@@ -33,14 +33,24 @@ def _lease() -> timedelta:
 
 
 def _try_acquire(key: str, token: str) -> bool:
+    """One statement, on SQLite and PostgreSQL alike: take the row if it is free or its
+    lease has run out; a live lease of another holder leaves it untouched."""
     now = timezone.now()
-    with transaction.atomic():
-        TicketEditLock.objects.filter(key=key, expires_at__lt=now).delete()
-        TicketEditLock.objects.bulk_create(
-            [TicketEditLock(key=key, token=token, expires_at=now + _lease())],
-            ignore_conflicts=True,
+    q, stamp = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
+    table, key_, token_, expires = (
+        q(TicketEditLock._meta.db_table),
+        q("key"),
+        q("token"),
+        q("expires_at"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key_}, {token_}, {expires}) VALUES (%s, %s, %s) "
+            f"ON CONFLICT ({key_}) DO UPDATE SET {token_} = excluded.{token_}, "
+            f"{expires} = excluded.{expires} WHERE {table}.{expires} < %s",
+            [key, token, stamp(now + _lease()), stamp(now)],
         )
-        return TicketEditLock.objects.filter(key=key, token=token).exists()
+        return cursor.rowcount == 1
 
 
 @contextmanager

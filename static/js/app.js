@@ -5,3 +5,43 @@
     document.cookie = "tz=" + encodeURIComponent(zone) + ";path=/;max-age=31536000;samesite=lax";
   }
 })();
+
+// Unsaved edits: ask before leaving the ticket form with changes that were not saved. A
+// form re-rendered after a failed save carries data-unsaved: the user's input is still
+// only on the page.
+(function () {
+  var dirty = false;
+
+  function fromPage() {
+    var form = document.getElementById("edit-form");
+    dirty = !!(form && form.hasAttribute("data-unsaved"));
+  }
+
+  function edited(event) {
+    var form = event.target.form;
+    if (form && form.id === "edit-form") dirty = true;
+  }
+
+  document.addEventListener("DOMContentLoaded", fromPage);
+  document.addEventListener("htmx:afterSettle", fromPage);
+  document.addEventListener("input", edited);
+  document.addEventListener("change", edited);
+  document.addEventListener("submit", function (event) {
+    if (event.target.id === "edit-form") dirty = false;
+  });
+  // A save that never came back leaves the input unsaved.
+  ["htmx:sendError", "htmx:responseError"].forEach(function (name) {
+    document.addEventListener(name, function (event) {
+      if (event.target.id === "edit-form") dirty = true;
+    });
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-discard]")) dirty = false;
+  });
+  window.addEventListener("beforeunload", function (event) {
+    if (dirty) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+})();
