@@ -219,3 +219,16 @@ def test_display_names_ids_and_formats_json(edit):
     assert form.display("statusId", status_id) == label
     assert form.display("metadata", {"a": 1}) == json.dumps({"a": 1}, indent=2)
     assert form.display("dueDate", None) == "—"
+
+
+def test_what_thena_holds_in_an_untouched_field_never_blocks_a_save(edit, sandbox, load):
+    sandbox.put_ticket(
+        edit.ticket_id, attachmentUrls=["ftp://files.example/old.bin"], submitterEmail="not-an-email"
+    )
+    edit = load(edit.ticket_id)
+    form = _bind(edit, title="Still saveable")
+    assert form.is_valid(), form.errors
+    assert form.edits() == {"title": "Still saveable"}
+    touched = _bind(edit, submitterEmail="still not an email")
+    assert not touched.is_valid()
+    assert list(touched.errors) == ["submitterEmail"]

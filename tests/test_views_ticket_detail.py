@@ -201,3 +201,89 @@ def test_account_search_keeps_the_current_account(manager_client, sandbox):
     assertContains(response, f'value="{current}" selected')
     some = sandbox.ticket(ticket["id"])["account"]
     assertContains(manager_client.get("/tickets/accounts/", {"q": some[:4]}), some)
+
+
+# What a browser really submits (tests/browser.py), and failure paths that keep the input
+
+
+def _browser_post(client, url, headers=None, **changes):
+    from tests.browser import edit, form_data, to_urlencoded
+
+    data = edit(form_data(client.get(url).content.decode()), **changes)
+    return client.post(
+        url, to_urlencoded(data), content_type="application/x-www-form-urlencoded", headers=headers
+    )
+
+
+def test_a_local_validation_error_asks_thena_nothing(manager_client, url, sandbox):
+    manager_client.get(url)
+    before = len(sandbox.requests)
+    response = _browser_post(manager_client, url, metadata='{"x": ')
+    assertContains(response, "not valid JSON")
+    assert len(sandbox.requests) == before + 1  # only the GET of the page itself
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_thena_unreachable_at_submit_keeps_the_form_and_the_input(
+    manager_client, url, sandbox, htmx
+):
+    from tests.browser import edit, form_data, to_urlencoded
+
+    data = edit(form_data(manager_client.get(url).content.decode()), title="Typed while down")
+    sandbox.config.api_key = "rotated"  # every call now fails, the re-read first
+    response = manager_client.post(
+        url,
+        to_urlencoded(data),
+        content_type="application/x-www-form-urlencoded",
+        headers={"HX-Request": "true"} if htmx else None,
+    )
+    assert response.status_code == 200
+    assertContains(response, 'value="Typed while down"')
+    assertContains(response, "Nothing was saved.")
+    assertContains(response, "API key")
+    assert _patches(sandbox) == []
+    assert AuditEntry.objects.get().outcome == "failed"
+
+
+def test_a_tampered_snapshot_shows_the_ticket_again_and_sends_nothing(manager_client, url, sandbox):
+    from tests.browser import edit, form_data, to_urlencoded
+
+    data = edit(form_data(manager_client.get(url).content.decode()), title="Forged")
+    data = [(n, v + "x" if n == "snapshot" else v) for n, v in data]
+    response = manager_client.post(
+        url, to_urlencoded(data), content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assertContains(response, "changed outside the page", status_code=400)
+    assert _patches(sandbox) == []
+
+
+def test_status_and_priority_offer_no_empty_choice_when_set(manager_client, url, ticket):
+    form = manager_client.get(url).context["form"]
+    for name in ("statusId", "priorityId"):
+        assert ticket[name]
+        assert "" not in [value for value, _ in form.fields[name].choices]
+    assert "" in [value for value, _ in form.fields["typeId"].choices]
+
+
+def test_an_assignee_and_another_persons_email_are_refused(manager_client, url, sandbox, ticket):
+    form = manager_client.get(url).context["form"]
+    emails = form.choices.member_emails
+    agent, other = [m for m in emails if m != ticket.get("assignedAgentId")][:2]
+    response = _browser_post(
+        manager_client, url, assignedAgentId=agent, assignedAgentEmail=emails[other]
+    )
+    assertContains(response, 'id="id_assignedAgentEmail_error"')
+    assertContains(response, "not the chosen assignee")
+    assert _patches(sandbox) == []
+    _browser_post(manager_client, url, assignedAgentId=agent, assignedAgentEmail=emails[agent])
+    assert _patches(sandbox) == [{"assignedAgentId": agent, "assignedAgentEmail": emails[agent]}]
+
+
+def test_the_account_picker_answers_a_whole_select_keeping_the_choice(manager_client, sandbox):
+    ticket = next(t for t in sandbox.tickets() if t.get("accountId"))
+    response = manager_client.get(
+        "/tickets/accounts/", {"q": "a", "accountId": ticket["accountId"]}
+    )
+    assertContains(response, '<select name="accountId" id="id_accountId"')
+    assertContains(response, f'<option value="{ticket["accountId"]}" selected>')

@@ -401,6 +401,13 @@ class TicketUpdateForm(forms.Form):
                 )
         return cleaned
 
+    def _post_clean(self):
+        # An input the user did not touch is not sent, so what Thena holds there (an
+        # ftp:// attachment, an over-long JSON) must not block saving the others.
+        edited = set(self.edited_inputs)
+        for name in set(self._errors) & set(self._inputs()) - edited:
+            del self._errors[name]
+
     def edits(self) -> dict[str, Any]:
         """The user's changes, by input name: PATCH JSON for a field, the `data` list (or
         None to remove it) for a custom field. After a conflict, the choices made for the

@@ -194,9 +194,9 @@ def _reloaded(request, ticket_id: str, problem: str) -> HttpResponse:
         edit = _load(request, ticket_id)
     except ThenaError as error:
         return render(request, DETAIL, {"load_error": error.user_message}, status=502)
-    form = edit.form()
-    form.add_error(None, problem)
-    return _page(request, edit, form, status=400)
+    messages.error(request, f"Nothing was saved. {problem}")
+    # htmx swaps only 2xx answers, and this page must reach the user.
+    return _page(request, edit, edit.form(), status=200 if _is_partial(request) else 400)
 
 
 def _logged(response: HttpResponse) -> HttpResponse:

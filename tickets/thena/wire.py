@@ -276,8 +276,9 @@ def posted_text(data, bound: forms.BoundField) -> tuple[str, ...] | None:
     the page lost it, and that is no reason to clear the value)."""
     widget, name = bound.field.widget, bound.html_name
     if isinstance(widget, forms.CheckboxSelectMultiple | forms.SelectMultiple):
-        chosen = set(data.getlist(name))
-        return tuple(v for v in _choice_values(bound.field) if v in chosen)
+        chosen, options = data.getlist(name), _choice_values(bound.field)
+        # In page order, as rendered; a value no box offers (forged) makes it an edit.
+        return (*(v for v in options if v in chosen), *(v for v in chosen if v not in options))
     if isinstance(widget, forms.CheckboxInput):
         return ("on",) if name in data else ()
     if name not in data:
