@@ -524,7 +524,8 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
             raise
         # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left.
         reason = error.detail or error.user_message
-        answered = error.status_code is not None
+        # A gateway's 502/503/504 says a proxy gave up, not that Thena is done with it.
+        answered = error.status_code is not None and error.status_code not in GATEWAY_ERRORS
         updated = _read_back(client, edit.ticket_id)
         status = error.status_code
     else:
@@ -542,6 +543,9 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
         reason, answered, status = "Thena's answer does not show the change.", True, 200
         updated = _read_back(client, edit.ticket_id)
     return _settle(entry, fresh, updated, body, custom, kept, reason, answered, status, started)
+
+
+GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
 def _read_back(client, ticket_id: str) -> dict | None:
