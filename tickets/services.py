@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -326,11 +326,14 @@ def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     return TicketEdit(ticket=ticket, choices=team_choices(ticket.get("teamId") or ""))
 
 
-def ticket_edit_submitted(*, user, ticket_id: str, token: str) -> TicketEdit | None:
+def ticket_edit_submitted(
+    *, user, ticket_id: str, token: str, account_id: str = ""
+) -> TicketEdit | None:
     """The edit as the user saw it, from the form's signed snapshot and the cached
     choices: a submit, and every failure it re-renders, needs no GET of its own. None
     when the ticket is outside the user's teams; SnapshotError when the snapshot cannot
-    be trusted."""
+    be trusted. `account_id` is the account the user picked: one found by search is added
+    to the choices, so a re-rendered picker still shows it selected."""
     snapshot = Snapshot.load(token, ticket_id=ticket_id)
     if not _in_scope(user, snapshot.ticket.get("teamId")):
         return None
@@ -338,7 +341,16 @@ def ticket_edit_submitted(*, user, ticket_id: str, token: str) -> TicketEdit | N
         choices = team_choices(snapshot.team_id)
     except ThenaError:
         choices = Choices()  # Thena is down: the form still shows the current values
+    if account_id and account_id not in dict(choices.accounts):
+        choices = replace(choices, accounts=_account_options(choices.accounts, account_id))
     return TicketEdit(ticket=snapshot.ticket, choices=choices, snapshot=snapshot)
+
+
+def _account_options(listed: list, account_id: str) -> list[tuple[str, str]]:
+    try:
+        return account_search("", keep=account_id)
+    except ThenaError:
+        return [(account_id, account_id), *listed]  # no name to be had: the id will do
 
 
 def _ticket_ref(ticket: dict) -> dict:
@@ -371,7 +383,8 @@ class OutOfScope(ThenaNotFound):
 
 class OutcomeUnknown(Exception):
     """The PATCH may or may not have applied, and reading the ticket back did not tell:
-    the audit entry says unknown until reconcile_audit settles it."""
+    the audit entry says unknown until reconcile_audit settles it. `reason` says, for
+    people, what the read-back found."""
 
     def __init__(self, entry, reason: str):
         super().__init__(reason)
@@ -587,20 +600,20 @@ def _settle(entry, fresh, now, body, custom, kept, reason, answered, status, sta
             detail=reason,
         )
     if now is None:
-        why = f"{reason} Reading the ticket back failed too."
+        found = "the ticket could not be read back to check"
     elif unchanged:
-        why = f"{reason} The ticket is unchanged so far, but the change may still arrive."
+        found = "the ticket does not show it yet, but the change may still arrive"
     else:
-        why = f"{reason} The ticket changed since, but not to the values sent."
+        found = "the ticket has changed since, but not to the values sent"
     audit.record_outcome(
         entry=entry,
         outcome="unknown",
         status_code=status,
-        message=why,
+        message=f"{reason} Read back: {found}.",
         upstream_updated_at=(now or {}).get("updatedAt"),
         duration_ms=_ms(started),
     )
-    raise OutcomeUnknown(entry, why)
+    raise OutcomeUnknown(entry, found)
 
 
 def edit_label(edit: TicketEdit, name: str) -> str:

@@ -123,7 +123,10 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
 def _submitted(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
     """The edit as the page showed it, from the posted snapshot (no call to Thena)."""
     edit = services.ticket_edit_submitted(
-        user=request.user, ticket_id=ticket_id, token=request.POST.get("snapshot", "")
+        user=request.user,
+        ticket_id=ticket_id,
+        token=request.POST.get("snapshot", ""),
+        account_id=request.POST.get("accountId", "")[:64],
     )
     if edit is None:
         raise Http404("No such ticket.")
@@ -155,7 +158,7 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
     except services.OutcomeUnknown as unknown:
         form.add_error(
             None,
-            f"Thena did not confirm this save: {unknown.reason} The audit log records it as "
+            f"Thena did not confirm this save, and {unknown.reason}. The audit log records it as "
             "“unknown” until it is settled. Check the ticket before saving again; your "
             "input is below.",
         )

@@ -11,9 +11,14 @@
 // only on the page.
 (function () {
   var dirty = false;
+  var form = null;
 
+  // Only a new form (page load, a save's answer) says whether it holds unsaved input;
+  // smaller swaps (a field checked inline, the history panel) leave the state alone.
   function fromPage() {
-    var form = document.getElementById("edit-form");
+    var current = document.getElementById("edit-form");
+    if (current === form) return;
+    form = current;
     dirty = !!(form && form.hasAttribute("data-unsaved"));
   }
 

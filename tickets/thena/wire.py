@@ -42,12 +42,17 @@ def _moment(raw) -> str | None:
         return raw
 
 
+def lines(text: str) -> str:
+    """Browsers submit a textarea's line breaks as CRLF; Thena's text uses LF."""
+    return text.replace("\r\n", "\n")
+
+
 def to_json(spec: schema.Field, value):
     """A form field's Python value as the JSON a PATCH body carries. Empty values
     normalise so that "absent upstream" and "left empty" compare equal."""
     match spec.kind:
         case "string" | "text":
-            return value or ""
+            return lines(value or "")
         case "email" | "id" | "name":
             return value or None
         case "datetime":
@@ -176,6 +181,8 @@ def cf_to_data(definition: dict, value) -> list | None:
         value = iso(value)
     elif kind == "date":
         value = value.isoformat()
+    elif kind == "textarea":
+        value = lines(value)
     return [{"value": str(value)}]
 
 
