@@ -223,7 +223,9 @@ def test_display_names_ids_and_formats_json(edit):
 
 def test_what_thena_holds_in_an_untouched_field_never_blocks_a_save(edit, sandbox, load):
     sandbox.put_ticket(
-        edit.ticket_id, attachmentUrls=["ftp://files.example/old.bin"], submitterEmail="not-an-email"
+        edit.ticket_id,
+        attachmentUrls=["ftp://files.example/old.bin"],
+        submitterEmail="not-an-email",
     )
     edit = load(edit.ticket_id)
     form = _bind(edit, title="Still saveable")
