@@ -163,9 +163,9 @@ CASES = [
     # The read-back fails too: nobody can tell yet.
     Case("odd-answer-applied-read-back-fails",
          _reads_fail_after_patch(_answer({"status": True}, applied=True)), "unknown", True,
-         READ_RETRIES + 1, (*UNKNOWN, "Reading the ticket back failed")),
+         READ_RETRIES + 1, (*UNKNOWN, "could not be read back to check")),
     Case("500-read-back-fails", _reads_fail_after_patch(_fail(500)), "unknown", False,
-         READ_RETRIES + 1, (*UNKNOWN, "Reading the ticket back failed")),
+         READ_RETRIES + 1, (*UNKNOWN, "could not be read back to check")),
 ]  # fmt: skip
 
 

@@ -433,7 +433,7 @@ def _applied(ticket: dict, body: dict, custom: dict) -> bool | None:
     for name, sent in body.items():
         if name == "customFieldValues" and custom:
             for uid, data in custom.items():
-                if wire.cf_data(ticket, uid) != data:
+                if not wire.equal(wire.cf_data(ticket, uid), data):
                     return False
             checked = True
         elif name in specs and name in ticket:  # write-only keys are not on a ticket
@@ -487,15 +487,15 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
         raise OutOfScope()
     theirs = _input_values(fresh)
     # A value Thena already holds needs no PATCH (and is no conflict).
-    edits = {name: value for name, value in edits.items() if theirs(name) != value}
-    moved = {name for name in edits if theirs(name) != seen(name)}
+    edits = {name: value for name, value in edits.items() if not wire.equal(theirs(name), value)}
+    moved = {name for name in edits if not wire.equal(theirs(name), seen(name))}
     body = patch_body(fresh, edits)
     custom = _split(edits)[1]
     now = wire.ticket_values(fresh)
     kept = [
         _label(name)
         for name, value in now.items()
-        if value != snapshot.values.get(name) and name not in body
+        if not wire.equal(value, snapshot.values.get(name)) and name not in body
     ]
 
     def record(outcome: str = "pending", message: str = ""):
@@ -667,7 +667,7 @@ def _custom_edits(change: dict | None) -> dict:
     return {
         uid: after.get(uid)
         for uid in before.keys() | after.keys()
-        if before.get(uid) != after.get(uid)
+        if not wire.equal(before.get(uid), after.get(uid))
     }
 
 

@@ -6,10 +6,11 @@ call these and convert nothing themselves.
 
 import hashlib
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 
 from django import forms
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 
 from . import schema
 
@@ -101,11 +102,22 @@ def ticket_values(ticket: dict) -> dict:
     return values
 
 
+def equal(a, b) -> bool:
+    """Equality as JSON sees it: true is not 1, and 1 is not 1.0."""
+    if a is b:
+        return True
+    dump = json.dumps
+    try:
+        return dump(a, sort_keys=True) == dump(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return a == b
+
+
 def same(spec: schema.Field, sent, now) -> bool:
     """Whether a value read from Thena is the value a PATCH sent."""
     if spec.kind == "datetime":
         return _moment(sent) == _moment(now)
-    return sent == now
+    return equal(sent, now)
 
 
 # -- custom fields ------------------------------------------------------------------------
@@ -190,13 +202,20 @@ def cf_initial(definition: dict, item: dict | None):
     """The Python value a custom-field input starts from."""
     values = cf_values(item) if item else []
     kind = cf_kind(definition)
-    if kind == "json":
-        return values or None
+    if kind == "json":  # edited as the raw `data` list, written back the same way
+        data = item.get("data") if item else None
+        return data if isinstance(data, list) and data else (values or None)
     if kind == "multichoice":
         return [str(v) for v in values]
     first = values[0] if values else None
     if kind == "boolean":
         return str(first).lower() == "true"
+    if kind == "date" and isinstance(first, str):
+        # A date some clients store as a whole ISO date-time ("…T00:00:00.000Z").
+        try:
+            return parse_date(first[:10]) or first
+        except ValueError:
+            return first
     if kind == "datetime" and isinstance(first, str):
         try:
             return parse_datetime(first)
@@ -234,14 +253,53 @@ _NO_NEWLINES = {"text", "search", "tel", "password"}
 _TRIMMED = {"email", "url"}
 
 
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+_DATE = re.compile(r"(\d{4,})-(\d{2})-(\d{2})")
+_LOCAL = re.compile(r"(\d{4,}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?")
+
+
+def _valid_date(text: str) -> bool:
+    match = _DATE.fullmatch(text)
+    try:
+        return bool(match) and date(*map(int, match.groups())) is not None
+    except ValueError:
+        return False
+
+
+def _local(text: str) -> str:
+    """A datetime-local value as Chromium keeps it: the shortest form, or empty."""
+    match = _LOCAL.fullmatch(text)
+    if not match or not _valid_date(match[1]) or int(match[2]) > 23 or int(match[3]) > 59:
+        return ""
+    seconds, fraction = int(match[4] or 0), (match[5] or "").rstrip("0")
+    if seconds > 59:
+        return ""
+    shown = f"{match[1]}T{match[2]}:{match[3]}"
+    if seconds or fraction:
+        shown += f":{seconds:02}"
+    return shown + (f".{match[5]}" if fraction else "")
+
+
+def _line_breaks(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _browser_text(widget: forms.Widget, text: str) -> str:
-    """The value sanitisation a browser applies before submitting (HTML §4.10.5)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    """The value sanitisation a browser applies before submitting (HTML §4.10.5): what
+    it cannot show (a date that is no date, text in a number box) it sends as empty."""
+    text = _line_breaks(text)
     kind = getattr(widget, "input_type", None)
     if kind in _NO_NEWLINES or kind in _TRIMMED:
         text = text.replace("\n", "")
     if kind in _TRIMMED:
         text = text.strip(" \t\n\f")
+    match kind:
+        case "number":
+            return text if _NUMBER.fullmatch(text) else ""
+        case "date":
+            return text if _valid_date(text) else ""
+        case "datetime-local":
+            return _local(text)
     return text
 
 
@@ -290,10 +348,11 @@ def posted_text(data, bound: forms.BoundField) -> tuple[str, ...] | None:
         return ("on",) if name in data else ()
     if name not in data:
         return None
-    value = data.get(name)
+    value = str(data.get(name))
     if isinstance(widget, forms.Select | forms.RadioSelect):
-        return (str(value),)
-    return (_browser_text(widget, str(value)),)
+        return (value,)
+    # A browser sent it sanitised already; anything else is compared as it came.
+    return (_line_breaks(value),)
 
 
 def digest(text: tuple[str, ...]) -> str:
