@@ -1,5 +1,6 @@
 """Use cases. The only callers of the Thena client (house-style §1)."""
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -310,7 +311,9 @@ def account_search(query: str, *, keep: str = "") -> list[tuple[str, str]]:
     client = get_client()
     if query:
         options = _cached(
-            f"accounts:q:{query.lower()}", lambda: _pairs(client.search_accounts(query), "name")
+            # Hashed: any text is a valid key for every cache backend.
+            f"accounts:q:{hashlib.sha256(query.lower().encode()).hexdigest()[:32]}",
+            lambda: _pairs(client.search_accounts(query), "name"),
         )
     else:
         options = _cached("accounts:first", lambda: _pairs(client.accounts(limit=100), "name"))
