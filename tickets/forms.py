@@ -401,12 +401,17 @@ class TicketUpdateForm(forms.Form):
                 )
         return cleaned
 
-    def _post_clean(self):
-        # An input the user did not touch is not sent, so what Thena holds there (an
-        # ftp:// attachment, an over-long JSON) must not block saving the others.
-        edited = set(self.edited_inputs)
-        for name in set(self._errors) & set(self._inputs()) - edited:
-            del self._errors[name]
+    def _clean_fields(self):
+        # Only edited inputs are read: an untouched one is not sent, so what Thena holds
+        # there (an ftp:// attachment, an over-long JSON) must not block saving the others.
+        skip = set(self._inputs()) - set(self.edited_inputs)
+        for name, form_field in self.fields.items():
+            if name in skip:
+                continue
+            try:
+                self.cleaned_data[name] = form_field._clean_bound_field(self[name])
+            except forms.ValidationError as error:
+                self.add_error(name, error)
 
     def edits(self) -> dict[str, Any]:
         """The user's changes, by input name: PATCH JSON for a field, the `data` list (or

@@ -32,25 +32,34 @@ def _lease() -> timedelta:
     return timedelta(seconds=max(settings.THENA_REQUEST_BUDGET_SECONDS, MAX_WAIT_SECONDS) + 10)
 
 
+def _sql(template: str) -> str:
+    """`template` with the lock table's quoted names: {table}, {key}, {token}, {expires}."""
+    names = {"table": TicketEditLock._meta.db_table, "key": "key", "token": "token"}
+    names["expires"] = "expires_at"
+    return template.format(**{k: connection.ops.quote_name(v) for k, v in names.items()})
+
+
 def _try_acquire(key: str, token: str) -> bool:
     """One statement, on SQLite and PostgreSQL alike: take the row if it is free or its
     lease has run out; a live lease of another holder leaves it untouched."""
     now = timezone.now()
-    q, stamp = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
-    table, key_, token_, expires = (
-        q(TicketEditLock._meta.db_table),
-        q("key"),
-        q("token"),
-        q("expires_at"),
-    )
+    stamp = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({key_}, {token_}, {expires}) VALUES (%s, %s, %s) "
-            f"ON CONFLICT ({key_}) DO UPDATE SET {token_} = excluded.{token_}, "
-            f"{expires} = excluded.{expires} WHERE {table}.{expires} < %s",
+            _sql(
+                "INSERT INTO {table} ({key}, {token}, {expires}) VALUES (%s, %s, %s) "
+                "ON CONFLICT ({key}) DO UPDATE SET {token} = excluded.{token}, "
+                "{expires} = excluded.{expires} WHERE {table}.{expires} < %s"
+            ),
             [key, token, stamp(now + _lease()), stamp(now)],
         )
         return cursor.rowcount == 1
+
+
+def _release(key: str, token: str) -> None:
+    # One autocommit statement (QuerySet.delete() would wrap it in a transaction).
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("DELETE FROM {table} WHERE {key} = %s AND {token} = %s"), [key, token])
 
 
 @contextmanager
@@ -67,4 +76,4 @@ def ticket_edit_lock(ticket_id: str):
     try:
         yield
     finally:
-        TicketEditLock.objects.filter(key=key, token=token).delete()
+        _release(key, token)

@@ -399,10 +399,9 @@ class EditFailed(ThenaError):
     """Thena surely did not apply the edit; `user_message` says why."""
 
 
-def _input_values(ticket: dict) -> Callable[[str], object]:
-    """A reader of one input's value on `ticket`: the PATCH JSON of a field, or the data
-    of a custom field (cf__<uid>)."""
-    values = wire.ticket_values(ticket)
+def _input_values(ticket: dict, values: dict) -> Callable[[str], object]:
+    """A reader of one input's value on `ticket`: the PATCH JSON of a field (from
+    `values`, its wire.ticket_values), or the data of a custom field (cf__<uid>)."""
 
     def read(name: str):
         if name.startswith(CF_PREFIX):
@@ -469,7 +468,7 @@ def ticket_update(
 
 def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta):
     client = get_client()
-    seen = _input_values(snapshot.ticket)
+    seen = _input_values(snapshot.ticket, snapshot.values)
     try:
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
@@ -488,13 +487,13 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     if not _in_scope(user, fresh.get("teamId")):
         ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta, why=OUT_OF_SCOPE)
         raise OutOfScope()
-    theirs = _input_values(fresh)
+    now = wire.ticket_values(fresh)
+    theirs = _input_values(fresh, now)
     # A value Thena already holds needs no PATCH (and is no conflict).
     edits = {name: value for name, value in edits.items() if not wire.equal(theirs(name), value)}
     moved = {name for name in edits if not wire.equal(theirs(name), seen(name))}
     body = patch_body(fresh, edits)
     custom = _split(edits)[1]
-    now = wire.ticket_values(fresh)
     kept = [
         _label(name)
         for name, value in now.items()
