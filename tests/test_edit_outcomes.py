@@ -119,7 +119,7 @@ class Case:
 
 
 NOT_SAVED = ("Nothing was saved.",)
-ODD_NOT_SAVED = ("Nothing was saved.", "Thena did not save the change", "unchanged")
+ODD_NOT_SAVED = ("Nothing was saved.", "did not expect", "shows it unchanged")
 UNKNOWN = ("Thena did not confirm this save", "“unknown”", "Check the ticket")
 
 CASES = [

@@ -596,8 +596,8 @@ def _settle(entry, fresh, now, body, custom, kept, reason, answered, status, sta
             duration_ms=_ms(started),
         )
         raise EditFailed(
-            "Thena did not save the change (it answered oddly and the ticket is unchanged). "
-            "Your input is below: try again.",
+            "Thena answered in a way we did not expect, and reading the ticket back shows it "
+            "unchanged. Your input is below: save again.",
             status_code=status,
             detail=reason,
         )

@@ -483,7 +483,7 @@ def test_an_upstream_failure_after_sending_keeps_the_input(
     _save(page)
 
     summary = page.locator(".error-summary")
-    expect(summary).to_contain_text("did not save")
+    expect(summary).to_contain_text("shows it unchanged")
     expect(summary).to_be_focused()
     expect(_form(page).get_by_label("Title", exact=True)).to_have_value("Lost upstream")
     expect(page.get_by_text(SAVED)).to_have_count(0)
