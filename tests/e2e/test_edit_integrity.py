@@ -60,7 +60,15 @@ def _form(page):
 
 
 def _save(page):
-    _form(page).get_by_role("button", name="Save to Thena").click()
+    """Click Save and wait for the server's answer: a message left on the page by the
+    previous save must not pass for this one's."""
+
+    def is_submit(response):
+        request = response.request
+        return request.method == "POST" and "/validate/" not in request.url
+
+    with page.expect_response(is_submit):
+        _form(page).get_by_role("button", name="Save to Thena").click()
 
 
 def _patches(sandbox) -> list:
@@ -213,6 +221,11 @@ def test_a_conflict_is_resolved_without_javascript(browser, live_server, manager
 
 def _search_accounts(page, text: str) -> None:
     search = _form(page).get_by_label("Search accounts")
+    # After a swap, typing before htmx has taken the new input in would go unheard.
+    page.wait_for_function(
+        "el => el['htmx-internal-data'] && el['htmx-internal-data'].initHash",
+        arg=search.element_handle(),
+    )
     with page.expect_response("**/tickets/accounts/**"):
         search.press_sequentially(text)
     account = _form(page).get_by_label("Account", exact=True)
