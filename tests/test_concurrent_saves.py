@@ -25,11 +25,10 @@ from django.db import connection, connections
 
 from tests.browser import Data, form_data, replace, to_urlencoded
 from tests.conftest import PASSWORD
+from tests.util import sandbox_over_http
 from tickets import services
 from tickets.models import AuditEntry
-from tickets.thena.client import ThenaClient, set_client
-from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
-from tickets.thena.sandbox.server import make_server
+from tickets.thena.sandbox import SandboxApp, SandboxConfig
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,17 +47,8 @@ def world(request) -> SandboxApp:
         request.getfixturevalue("thena")
         yield request.getfixturevalue("sandbox")
         return
-    app = SandboxApp(SandboxConfig(latency_ms=20))
-    server = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = ThenaClient(f"http://127.0.0.1:{server.server_address[1]}", DEMO_API_KEY)
-    set_client(client)
-    yield app
-    set_client(None)
-    client.close()
-    server.shutdown()
-    server.server_close()
+    with sandbox_over_http(SandboxConfig(latency_ms=20)) as app:
+        yield app
 
 
 @pytest.fixture

@@ -6,16 +6,14 @@ The sandbox is served over real HTTP so the timeouts are real socket timeouts; t
 keeps its default timeout (10 s), so only the budget can cut the calls short."""
 
 import contextlib
-import threading
 import time
 
 import pytest
 
 from tests.browser import form_data, replace, to_urlencoded
+from tests.util import sandbox_over_http
 from tickets.models import AuditEntry
-from tickets.thena.client import ThenaClient, set_client
-from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
-from tickets.thena.sandbox.server import make_server
+from tickets.thena.sandbox import SandboxApp, SandboxConfig
 
 pytestmark = pytest.mark.django_db
 
@@ -30,17 +28,8 @@ def slow_thena(settings):
     """A sandbox 3 s slow per request, over HTTP, with the default client timeout, and a
     1 s budget per request."""
     settings.THENA_REQUEST_BUDGET_SECONDS = BUDGET
-    app = SandboxApp(SandboxConfig(latency_ms=3000))
-    server = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = ThenaClient(f"http://127.0.0.1:{server.server_address[1]}", DEMO_API_KEY)
-    set_client(client)
-    yield app
-    set_client(None)
-    client.close()
-    server.shutdown()
-    server.server_close()
+    with sandbox_over_http(SandboxConfig(latency_ms=3000)) as app:
+        yield app
 
 
 @contextlib.contextmanager

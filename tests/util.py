@@ -1,12 +1,16 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
+import threading
+from contextlib import contextmanager
+
 import httpx
 from django import forms
 from django.utils.datastructures import MultiValueDict
 
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
-from tickets.thena.sandbox import DEMO_API_KEY
+from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox.server import make_server
 
 
 def submitted(form: forms.Form, **changes) -> MultiValueDict:
@@ -84,3 +88,21 @@ def write_audit(
     for result in settle:
         record_outcome(entry=entry, outcome=result, status_code=200, duration_ms=duration_ms)
     return entry
+
+
+@contextmanager
+def sandbox_over_http(config: SandboxConfig):
+    """A sandbox served over real HTTP on a free port (as `manage.py thena_sandbox` does),
+    with a client on it installed as the process-wide client."""
+    app = SandboxApp(config)
+    server = make_server(app, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = ThenaClient(f"http://127.0.0.1:{server.server_address[1]}", DEMO_API_KEY)
+    set_client(client)
+    try:
+        yield app
+    finally:
+        set_client(None)
+        client.close()
+        server.shutdown()
+        server.server_close()

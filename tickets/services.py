@@ -523,44 +523,57 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     if not body:
         return UpdateResult(entry=None, ticket=fresh, sent={}, kept_upstream=kept)
 
-    entry = record()
-    started = time.monotonic()
+    sent = _Sent(record(), fresh, body, custom, kept, time.monotonic())
     try:
         updated = client.update_ticket(edit.ticket_id, body)
     except ThenaError as error:
-        if not error.outcome_unknown:
-            audit.record_outcome(
-                entry=entry,
-                outcome="failed",
-                status_code=error.status_code,
-                message=error.detail or error.user_message,
-                duration_ms=_ms(started),
-            )
-            raise
-        # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left.
         reason = error.detail or error.user_message
-        # A gateway's 502/503/504 says a proxy gave up, not that Thena is done with it.
+        if not error.outcome_unknown:
+            sent.record("failed", error.status_code, reason)
+            raise
+        # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left. A
+        # gateway's 502/503/504 says a proxy gave up, not that Thena is done with it.
         answered = error.status_code is not None and error.status_code not in GATEWAY_ERRORS
-        updated = _read_back(client, edit.ticket_id)
-        status = error.status_code
-    else:
-        applied = _applied(updated, body, custom)
-        # Only write-only values sent: a ticket that moved on is the best evidence there is.
-        if applied or (applied is None and updated.get("updatedAt") != fresh.get("updatedAt")):
-            audit.record_outcome(
-                entry=entry,
-                outcome="succeeded",
-                status_code=200,
-                upstream_updated_at=updated.get("updatedAt"),
-                duration_ms=_ms(started),
-            )
-            return UpdateResult(entry=entry, ticket=updated, sent=body, kept_upstream=kept)
-        reason, answered, status = "Thena's answer does not show the change.", True, 200
-        updated = _read_back(client, edit.ticket_id)
-    return _settle(entry, fresh, updated, body, custom, kept, reason, answered, status, started)
+        return _settle(
+            sent, _read_back(client, edit.ticket_id), reason, answered, error.status_code
+        )
+    applied = _applied(updated, body, custom)
+    # Only write-only values sent: a ticket that moved on is the best evidence there is.
+    if applied or (applied is None and updated.get("updatedAt") != fresh.get("updatedAt")):
+        sent.record("succeeded", 200, ticket=updated)
+        return sent.result(updated)
+    reason = "Thena's answer does not show the change."
+    return _settle(sent, _read_back(client, edit.ticket_id), reason, True, 200)
 
 
 GATEWAY_ERRORS = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A PATCH that has left: what it carried, and the entry its outcome settles."""
+
+    entry: AuditEntry
+    fresh: dict  # the ticket as re-read just before
+    body: dict
+    custom: dict  # custom-field edits by uid
+    kept: list[str]
+    started: float
+
+    def record(self, outcome: str, status: int | None, message: str = "", ticket=None) -> None:
+        audit.record_outcome(
+            entry=self.entry,
+            outcome=outcome,
+            status_code=status,
+            message=message,
+            upstream_updated_at=(ticket or {}).get("updatedAt"),
+            duration_ms=_ms(self.started),
+        )
+
+    def result(self, ticket: dict) -> UpdateResult:
+        return UpdateResult(
+            entry=self.entry, ticket=ticket, sent=self.body, kept_upstream=self.kept
+        )
 
 
 def _read_back(client, ticket_id: str) -> dict | None:
@@ -570,31 +583,17 @@ def _read_back(client, ticket_id: str) -> dict | None:
         return None
 
 
-def _settle(entry, fresh, now, body, custom, kept, reason, answered, status, started):
+def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) -> UpdateResult:
     """The outcome of a PATCH whose answer did not show it, from one read-back: applied
     is "succeeded"; untouched since the re-read, after Thena finished with the request,
     is "failed"; anything else stays "unknown"."""
-    applied = now is not None and _applied(now, body, custom)
-    unchanged = now is not None and now.get("updatedAt") == fresh.get("updatedAt")
+    applied = now is not None and _applied(now, sent.body, sent.custom)
+    unchanged = now is not None and now.get("updatedAt") == sent.fresh.get("updatedAt")
     if applied:
-        audit.record_outcome(
-            entry=entry,
-            outcome="succeeded",
-            status_code=status,
-            message=f"{reason} Reading the ticket back shows the change.",
-            upstream_updated_at=now.get("updatedAt"),
-            duration_ms=_ms(started),
-        )
-        return UpdateResult(entry=entry, ticket=now, sent=body, kept_upstream=kept)
+        sent.record("succeeded", status, f"{reason} Reading the ticket back shows the change.", now)
+        return sent.result(now)
     if answered and unchanged:
-        audit.record_outcome(
-            entry=entry,
-            outcome="failed",
-            status_code=status,
-            message=f"{reason} Reading the ticket back shows it unchanged.",
-            upstream_updated_at=now.get("updatedAt"),
-            duration_ms=_ms(started),
-        )
+        sent.record("failed", status, f"{reason} Reading the ticket back shows it unchanged.", now)
         raise EditFailed(
             "Thena answered in a way we did not expect, and reading the ticket back shows it "
             "unchanged. Your input is below: save again.",
@@ -607,15 +606,8 @@ def _settle(entry, fresh, now, body, custom, kept, reason, answered, status, sta
         found = "the ticket does not show it yet, but the change may still arrive"
     else:
         found = "the ticket has changed since, but not to the values sent"
-    audit.record_outcome(
-        entry=entry,
-        outcome="unknown",
-        status_code=status,
-        message=f"{reason} Read back: {found}.",
-        upstream_updated_at=(now or {}).get("updatedAt"),
-        duration_ms=_ms(started),
-    )
-    raise OutcomeUnknown(entry, found)
+    sent.record("unknown", status, f"{reason} Read back: {found}.", now)
+    raise OutcomeUnknown(sent.entry, found)
 
 
 def edit_label(edit: TicketEdit, name: str) -> str:
