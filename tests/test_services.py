@@ -308,3 +308,14 @@ class _Spy(httpx.BaseTransport):
     def handle_request(self, request):
         self.look(request)
         return self.inner.handle_request(request)
+
+
+def test_an_unticked_box_stays_unticked_through_a_conflict(manager, sandbox, ticket):
+    sandbox.touch_ticket(ticket["id"], isPrivate=True)
+    edit = _edit(ticket["id"])
+    form = _form(edit, title="Mine", isPrivate=None)  # None: the box is unticked
+    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    with pytest.raises(services.Conflict) as caught:
+        services.ticket_update(user=manager, edit=edit, form=form, meta=META)
+    _resolve(manager, form, caught.value, title="yours")
+    assert _patches(sandbox)[-1].json == {"title": "Mine", "isPrivate": False}

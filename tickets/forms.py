@@ -313,7 +313,10 @@ class TicketUpdateForm(forms.Form):
         data = shown.rendered_data()
         for name in form.edited_inputs:
             if name in shown.fields:
-                data.setlist(form[name].html_name, form.data.getlist(form[name].html_name))
+                html_name = form[name].html_name
+                data.setlist(html_name, form.data.getlist(html_name))
+                if not data.getlist(html_name):
+                    del data[html_name]  # an unticked box is sent as nothing at all
         data["snapshot"] = shown.initial["snapshot"]
         for name in originals:
             data[RESOLVE_PREFIX + name] = "yours"

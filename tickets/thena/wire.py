@@ -345,7 +345,7 @@ def posted_text(data, bound: forms.BoundField) -> tuple[str, ...] | None:
         # In page order, as rendered; a value no box offers (forged) makes it an edit.
         return (*(v for v in options if v in chosen), *(v for v in chosen if v not in options))
     if isinstance(widget, forms.CheckboxInput):
-        return ("on",) if name in data else ()
+        return ("on",) if data.getlist(name) else ()
     if name not in data:
         return None
     value = str(data.get(name))
