@@ -24,7 +24,7 @@ from tickets.audit import (
     record_outcome,
     verify_chain,
 )
-from tickets.models import AuditEntry, AuditOutcome
+from tickets.models import AuditEntry, AuditOutcome, Outcome
 from tickets.thena import schema
 
 pytestmark = pytest.mark.django_db
@@ -275,7 +275,7 @@ def _check_against_a_plain_scan():
     entries = list(AuditEntry.objects.all())
     latest = {o.entry_id: o.outcome for o in AuditOutcome.objects.order_by("id")}
     current = {e.id: latest.get(e.id, e.outcome) for e in entries}
-    assert set(current.values()) == set(audit.Outcome.values)
+    assert set(current.values()) == set(Outcome.values)
     days = sorted({timezone.localtime(e.created_at).date() for e in entries})
     some = entries[len(entries) // 2]
     team = frozenset({some.team_id})
@@ -288,8 +288,8 @@ def _check_against_a_plain_scan():
         AuditFilter(actor=some.actor_username, field="priorityId", since=days[3], until=days[12]),
         AuditFilter(since=days[5], until=days[5]),
         AuditFilter(ticket=some.ticket_id, field="statusId", outcome="succeeded"),
-        *(AuditFilter(outcome=outcome) for outcome in audit.Outcome.values),
-        *(AuditFilter(outcome=o, actor=some.actor_username) for o in audit.Outcome.values),
+        *(AuditFilter(outcome=outcome) for outcome in Outcome.values),
+        *(AuditFilter(outcome=o, actor=some.actor_username) for o in Outcome.values),
         AuditFilter(outcome="failed", since=days[2], until=days[15]),
     ]
 
@@ -402,7 +402,7 @@ def _export(actor, filters=None) -> list[list[str]]:
 
 
 def test_export_has_the_header_and_every_row_of_the_filter_and_is_recorded(clock, mia, monkeypatch):
-    monkeypatch.setattr(audit, "EXPORT_CHUNK", 3)  # several keyset chunks
+    monkeypatch.setattr(audit.export, "EXPORT_CHUNK", 3)  # several keyset chunks
     written = [write(mia, settle=["failed"]) for _ in range(7)]
     write(mia, settle=["succeeded"])
     record_outcome(entry=write(mia), outcome="failed", status_code=422, message="bad dueDate")

@@ -1,6 +1,6 @@
 """The audit log (insert-only, hash-chained) and team scopes.
 
-Audit rows are written only by the functions in tickets/audit.py, which take the chain
+Audit rows are written only by the functions in tickets/audit/chain.py, which take the chain
 lock, link each row to its predecessor and commit. Nothing here writes audit rows on
 its own: no `save()` overrides that add behaviour, no signals.
 """

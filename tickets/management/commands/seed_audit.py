@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from tickets import audit
-from tickets.models import AuditEntry, AuditField, AuditOutcome, Outcome
+from tickets.audit import chain
+from tickets.models import SETTLED_OUTCOMES, AuditEntry, AuditField, AuditOutcome, Outcome
 from tickets.thena import schema
 from tickets.thena.sandbox import SandboxApp
 
@@ -90,7 +91,7 @@ class Command(BaseCommand):
         while written < count:
             size = min(batch, count - written)
             with transaction.atomic():
-                audit._lock_chain()
+                chain._lock_chain()
                 maker.write_batch(size)
             written += size
             if options["verbosity"] > 1 or written == count:
@@ -128,7 +129,7 @@ class _Maker:
         self.later = deque()  # (entry number due, entry) for reconciling unknowns
 
     def write_batch(self, size: int) -> None:
-        head_id, head_hash = audit._chain_head()
+        head_id, head_hash = chain._chain_head()
         entries, outcomes, fields = [], [], []
         for _ in range(size):
             # Jitter within the first half of each slot: increasing, and never past now.
@@ -194,7 +195,7 @@ class _Maker:
             outcome=written,
             message=message,
         )
-        return entry, outcome if outcome in audit.SETTLED_OUTCOMES else None
+        return entry, outcome if outcome in SETTLED_OUTCOMES else None
 
     def export(self, actor, created) -> AuditEntry:
         filters = self.rng.choice([{}, {"outcome": "failed"}, {"field": "statusId"}])
