@@ -161,11 +161,14 @@ def bench(args, tmp: Path, procs: list) -> None:
         # DEBUG off uses the manifest storage: collect static files into tmp, not the repo.
         f"from thena_admin.settings import *  # noqa\nSTATIC_ROOT = {str(tmp / 'static')!r}\n"
     )
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "THENA_"))}
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "THENA_", "AUDIT_"))
+    }
     env = {
         **inherited,
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_HMAC_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
         "THENA_API_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
         "THENA_API_KEY": API_KEY,

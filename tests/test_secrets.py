@@ -11,10 +11,14 @@ import pytest
 from django.db import connection
 
 from tests.util import submitted
-from tickets.models import AuditEntry
+from tickets.models import AuditEntry, AuditOutcome
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
+from tickets.thena.errors import ThenaError
 
 KEY = "tk-live-9f8e7d6c5b4a-SECRET-KEY-0123456789"
+# An upstream may echo the key in another case; each spelling must be caught as well.
+SPELLINGS = (KEY, KEY.lower(), KEY.upper(), KEY.swapcase(), KEY.title())
+ECHOED = dict(zip((400, 401, 403, 404, 429, 500), (*SPELLINGS, KEY.upper()), strict=True))
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,10 +36,11 @@ class _Faults(httpx.BaseTransport):
         if failure == "timeout":
             raise httpx.ReadTimeout(f"timed out talking to {request.url}", request=request)
         if failure == "refused":
-            raise httpx.ConnectError("connection refused", request=request)
+            raise httpx.ConnectError(f"connection refused for {KEY.upper()}", request=request)
         if isinstance(failure, int):
-            # An upstream that (wrongly) echoes the key in its error must not leak it either.
-            body = {"statusCode": failure, "message": f"bad request with key {KEY}"}
+            # An upstream that (wrongly) echoes the key in its error must not leak it
+            # either, in whatever case it echoes it.
+            body = {"statusCode": failure, "message": f"bad request with key {ECHOED[failure]}"}
             return httpx.Response(failure, json=body, request=request)
         return self.inner.handle_request(request)
 
@@ -60,7 +65,7 @@ def test_the_key_appears_in_no_response_log_record_audit_row_or_error(
         seen.append(response.content)
 
     edit(manager_client, title="ok")  # succeeded
-    for failure in (400, 401, 403, 404, 429, 500, "timeout", "refused"):
+    for failure in (*ECHOED, "timeout", "refused"):
         edit(manager_client, failure, title=f"fails {failure}")
     sandbox.touch_ticket(ticket["id"], title="theirs")
     page = manager_client.get(url)
@@ -77,13 +82,36 @@ def test_the_key_appears_in_no_response_log_record_audit_row_or_error(
         AuditEntry.objects.with_current_outcome().values_list("current_outcome", flat=True)
     )
     assert outcomes >= {"succeeded", "failed", "unknown", "conflict", "denied"}
-    assert all(KEY.encode() not in content for content in seen)
-    assert KEY not in caplog.text
-    assert all(KEY not in str(record.__dict__) for record in caplog.records)
+    secret = KEY.lower()  # every check below ignores case
+    assert all(secret.encode() not in content.lower() for content in seen)
+    assert secret not in caplog.text.lower()
+    assert all(secret not in str(record.__dict__).lower() for record in caplog.records)
     with connection.cursor() as cursor:
         for table in ("tickets_auditentry", "tickets_auditoutcome", "django_session"):
             cursor.execute(f"SELECT * FROM {table}")
-            assert KEY not in repr(cursor.fetchall()), table
+            assert secret not in repr(cursor.fetchall()).lower(), table
+    # The echoes did arrive and were redacted, not merely lost on the way.
+    assert AuditOutcome.objects.filter(message__contains="[redacted]").count() >= 5
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("status", [400, 401, 404, 500, 503])
+def test_the_client_redacts_the_key_in_any_case(spelling, status):
+    def answer(request):
+        text = f"invalid key {spelling}; check {spelling}"
+        return httpx.Response(status, json={"message": text}, request=request)
+
+    client = ThenaClient(
+        "https://thena.example", KEY, transport=httpx.MockTransport(answer), sleep=lambda s: None
+    )
+    with pytest.raises(ThenaError) as caught:
+        client.get_ticket("T1")
+    error = caught.value
+    parts = (error, repr(error), error.detail, error.user_message, error.args)
+    parts += (getattr(error, "non_field", ""), getattr(error, "field_errors", ""))
+    shown = " ".join(map(str, parts))
+    assert error.detail.count("[redacted]") == 2
+    assert KEY.lower() not in shown.lower()
 
 
 def test_the_key_can_come_from_a_file(tmp_path):

@@ -963,3 +963,12 @@ def test_the_middleware_sets_no_deadline_when_turned_off(settings, rf, seconds):
 
 def test_the_middleware_is_installed(settings):
     assert "tickets.middleware.RequestBudgetMiddleware" in settings.MIDDLEWARE
+
+
+def test_lone_surrogates_from_thena_become_replacement_characters(thena, sandbox):
+    ticket = sandbox.tickets()[0]
+    sandbox.put_ticket(ticket["id"], title="bad \ud800 title", metadata={"k\udfff": ["\ud83d"]})
+    got = thena.get_ticket(ticket["id"])
+    assert got["title"] == "bad \ufffd title"
+    assert got["metadata"] == {"k\ufffd": ["\ufffd"]}
+    got["title"].encode("utf-8")  # a page can show it

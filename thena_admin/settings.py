@@ -128,12 +128,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "TIMEOUT": 300,
-    }
-}
+# The cache (Thena lookups, tickets' teams, audit chart counts) is shared by every process:
+# the database by default (its table is made by a migration), Redis with
+# CACHE_URL=redis://host:6379/0 (rediss:// for TLS; needs redis-py installed, which the
+# lock file leaves out). Tests without CACHE_URL use a per-process cache (conftest clears
+# it around every test, also those without a database).
+CACHE_TABLE = "thena_admin_cache"  # made by the tickets migration 0006_cache_table
+
+
+def cache_backend(url: str, *, testing: bool = False) -> dict:
+    """The default cache for CACHE_URL `url`: empty is the database, redis:// or
+    rediss:// is Redis; anything else is refused."""
+    url = url.strip()
+    if not url:
+        if testing:
+            return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
+    if url.split("://", 1)[0].lower() in ("redis", "rediss") and "://" in url:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    raise ImproperlyConfigured(
+        "CACHE_URL must be empty (the database cache) or a redis:// or rediss:// URL."
+    )
+
+
+CACHES = {"default": {**cache_backend(os.getenv("CACHE_URL", ""), testing=TESTING), "TIMEOUT": 300}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -148,11 +166,13 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while locked out
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Login throttling: 5 failures for one username from one IP lock that pair for 15 minutes.
+# Login throttling (tickets/lockouts.py), over the last 15 minutes: 5 failures for one
+# username from one IP lock that pair; 30 failures from one IP, any usernames, lock the IP.
 # Behind a reverse proxy REMOTE_ADDR is the proxy: set DJANGO_PROXY_COUNT (below).
-AXES_FAILURE_LIMIT = 5
+AXES_HANDLER = "tickets.lockouts.LockoutHandler"  # a success forgives its own pair only
+AXES_FAILURE_LIMIT = "tickets.lockouts.failure_limit"  # 5 for the pair, 30 for the IP
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], ["ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -240,6 +260,62 @@ THENA_REQUEST_BUDGET_SECONDS = env_float("THENA_REQUEST_BUDGET_SECONDS", 20.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.
 THENA_AUTO_LINK_FIELD = os.getenv("THENA_AUTO_LINK_FIELD", "").strip() or "autoLinkSlackChannel"
+
+# The audit log's MAC key (HMAC-SHA256 over every row, tickets/audit/chain.py), kept outside
+# the database so that database access alone cannot forge the chain. Rotation: the new key
+# in AUDIT_HMAC_KEY, the previous ones (oldest first) in AUDIT_HMAC_OLD_KEYS so that older
+# rows still verify. Each from the variable or from the file *_FILE names (not both).
+AUDIT_HMAC_KEY_MIN_LENGTH = 32
+
+
+def _audit_secret(name: str) -> str:
+    value = os.getenv(name, "").strip()
+    path = os.getenv(f"{name}_FILE", "").strip()
+    if value and path:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    if not path:
+        return value
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{name}_FILE names a file that cannot be read ({error.strerror})."
+        ) from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE names an empty file.")
+    return value
+
+
+def _audit_hmac_key() -> str:
+    key = _audit_secret("AUDIT_HMAC_KEY")
+    if not key:
+        if TESTING:
+            return get_random_secret_key()
+        if not DEBUG:
+            raise ImproperlyConfigured(
+                "AUDIT_HMAC_KEY or AUDIT_HMAC_KEY_FILE must be set when DJANGO_DEBUG is off "
+                "(make one with: openssl rand -base64 48)."
+            )
+        # The demo keeps its generated key on disk: the log must verify after a restart.
+        path = BASE_DIR / ".demo-audit-key"
+        if not path.exists():
+            path.write_text(get_random_secret_key())
+            path.chmod(0o600)
+        key = path.read_text().strip()
+    if len(key) < AUDIT_HMAC_KEY_MIN_LENGTH:
+        raise ImproperlyConfigured(
+            f"AUDIT_HMAC_KEY must be at least {AUDIT_HMAC_KEY_MIN_LENGTH} characters."
+        )
+    return key
+
+
+AUDIT_HMAC_KEY = _audit_hmac_key()
+# Comma-separated (in the file: commas or one per line), oldest first.
+AUDIT_HMAC_OLD_KEYS = [
+    key.strip()
+    for key in _audit_secret("AUDIT_HMAC_OLD_KEYS").replace("\n", ",").split(",")
+    if key.strip()
+]
 
 LOGGING = {
     "version": 1,

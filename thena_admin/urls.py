@@ -4,12 +4,18 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from tickets import views as ticket_views
+from tickets.auth_forms import AdminLoginForm, LoginForm
+
+# The admin's own login page takes the same bounded username as ours.
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="tickets:list"), name="home"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            authentication_form=LoginForm, redirect_authenticated_user=True
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -9,6 +9,7 @@ tickets/thena/wire.py.
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django import forms
@@ -21,6 +22,13 @@ from .thena import schema, wire
 
 MAX_TEXT = 100_000
 JSON_MAX = 200_000
+# Bounds of what Thena can store and every page can show (a moment near year 1 or 9999
+# overflows once moved to another time zone). Years apply in UTC for date-times.
+MIN_YEAR, MAX_YEAR = 1900, 9998
+DATE_INPUT_MAX = 64  # characters: a datetime-local value is 16 to 23
+JSON_MAX_DEPTH = 32
+JSON_MAX_DIGITS = 400  # an integer in a JSON input
+INTEGER_MAX = 2**53 - 1  # a custom integer field: what JavaScript keeps exactly
 CF_PREFIX = "cf__"
 RESOLVE_PREFIX = "resolve__"
 # Thena refuses a ticket without these; an empty choice is offered only when the ticket
@@ -103,15 +111,15 @@ def _cf_form_field(definition: dict) -> forms.Field:
         case "url":
             return forms.URLField(assume_scheme="https", **common)
         case "integer":
-            return forms.IntegerField(**common)
+            return forms.IntegerField(min_value=-INTEGER_MAX, max_value=INTEGER_MAX, **common)
         case "decimal":
-            return forms.DecimalField(**common)
+            return forms.DecimalField(max_digits=30, **common)
         case "date":
-            return forms.DateField(
+            return BoundedDateField(
                 widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"), **common
             )
         case "datetime":
-            return forms.DateTimeField(widget=_datetime_widget(), **common)
+            return BoundedDateTimeField(widget=_datetime_widget(), **common)
         case "choice":
             return forms.ChoiceField(choices=[("", "—"), *_option_pairs(definition)], **common)
         case "multichoice":
@@ -129,6 +137,99 @@ def _cf_form_field(definition: dict) -> forms.Field:
 
 def _datetime_widget() -> forms.DateTimeInput:
     return forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+OUT_OF_RANGE = f"Enter a date between the years {MIN_YEAR} and {MAX_YEAR}."
+
+
+def _short_input(value, what: str) -> None:
+    """Refuse overlong date text before parsing it ("1" x 5000 reads as 1111-11-11)."""
+    if isinstance(value, str) and len(value) > DATE_INPUT_MAX:
+        raise forms.ValidationError(f"This is too long to be {what}.", code="invalid")
+
+
+class BoundedDateField(forms.DateField):
+    """A date within MIN_YEAR..MAX_YEAR, read from a short text."""
+
+    def to_python(self, value) -> date | None:
+        _short_input(value, "a date")
+        result = super().to_python(value)
+        if result is not None and not MIN_YEAR <= result.year <= MAX_YEAR:
+            raise forms.ValidationError(OUT_OF_RANGE, code="out_of_range")
+        return result
+
+
+class BoundedDateTimeField(forms.DateTimeField):
+    """A date-time in the user's time zone whose UTC moment lies within MIN_YEAR..MAX_YEAR
+    (9999-12-31T23:59 in UTC-11 is no moment Python, Thena or PostgreSQL can hold)."""
+
+    def to_python(self, value) -> datetime | None:
+        _short_input(value, "a date and time")
+        try:
+            result = super().to_python(value)
+        except (OverflowError, ValueError):
+            raise forms.ValidationError(OUT_OF_RANGE, code="out_of_range") from None
+        if result is None:
+            return None
+        try:
+            year = result.astimezone(UTC).year
+        except (OverflowError, ValueError):
+            year = None
+        if year is None or not MIN_YEAR <= year <= MAX_YEAR:
+            raise forms.ValidationError(OUT_OF_RANGE, code="out_of_range")
+        return result
+
+
+class _JSONRefused(ValueError):
+    """A JSON text that parses but that Thena's JSON cannot carry reliably."""
+
+
+def _json_constant(name: str):
+    raise _JSONRefused(f"{name} is not a number JSON can carry")
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise _JSONRefused(f"the number {text[:40]} is too large")
+    return number
+
+
+def _json_int(text: str) -> int:
+    # Large integers are kept as typed (wire.equal: JSON's value); only absurd lengths,
+    # which Python itself refuses past 4,300 digits, are turned away here, with a reason.
+    if len(text.lstrip("-")) > JSON_MAX_DIGITS:
+        raise _JSONRefused(f"a number has more than {JSON_MAX_DIGITS} digits")
+    return int(text)
+
+
+def _json_text_problem(text: str) -> str:
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (\\ud800 to \\udfff): not a character"
+    return ""
+
+
+def _json_problem(value) -> str:
+    """Why Thena's JSON cannot carry `value` reliably, or "" (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            return f"it nests deeper than {JSON_MAX_DEPTH} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if problem := _json_text_problem(key):
+                    return f"a key holds {problem}"
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and (problem := _json_text_problem(item)):
+            return f"a text holds {problem}"
+    return ""
 
 
 class JSONInputField(forms.CharField):
@@ -151,11 +252,26 @@ class JSONInputField(forms.CharField):
         if not text:
             return self.json_type()
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(
+                text, parse_constant=_json_constant, parse_float=_json_float, parse_int=_json_int
+            )
+        except _JSONRefused as error:
+            raise forms.ValidationError(
+                f"Thena cannot store this JSON: {error}.", code="unsupported"
+            ) from None
+        except RecursionError:
+            raise forms.ValidationError(
+                f"Thena cannot store this JSON: it nests deeper than {JSON_MAX_DEPTH} levels.",
+                code="unsupported",
+            ) from None
         except ValueError as error:
             raise forms.ValidationError(
                 f"This is not valid JSON: {error}.", code="invalid"
             ) from None
+        if problem := _json_problem(parsed):
+            raise forms.ValidationError(
+                f"Thena cannot store this JSON: {problem}.", code="unsupported"
+            )
         if not isinstance(parsed, self.json_type):
             kind = "object" if self.json_type is dict else "list"
             example = self.EXAMPLES[self.json_type]
@@ -241,7 +357,7 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]], current) -> 
         case "email":
             return forms.EmailField(**common)
         case "datetime":
-            return forms.DateTimeField(widget=_datetime_widget(), **common)
+            return BoundedDateTimeField(widget=_datetime_widget(), **common)
         case "boolean":
             return forms.BooleanField(**common)
         case "id":

@@ -147,6 +147,9 @@ class AuditEntry(InsertOnlyModel):
     # edit did not apply. Nullable so that adding it is a plain ALTER TABLE on SQLite (a
     # table rebuild would drop the insert-only triggers); rows before it hash without it.
     base_updated_at = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    # Which AUDIT_HMAC_KEY made `hash` (an HMAC-SHA256); NULL on legacy rows written before
+    # the key existed, whose `hash` is a plain SHA-256 (see tickets/audit/chain.py).
+    key_id = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -172,6 +175,7 @@ class AuditEntry(InsertOnlyModel):
         "outcome",
         "message",
         "base_updated_at",
+        "key_id",
     )
 
     class Meta:
@@ -238,6 +242,7 @@ class AuditOutcome(InsertOnlyModel):
     message = models.TextField(blank=True)
     upstream_updated_at = models.CharField(max_length=64, blank=True)  # as Thena sent it
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    key_id = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001 - see AuditEntry
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -253,6 +258,7 @@ class AuditOutcome(InsertOnlyModel):
         "message",
         "upstream_updated_at",
         "duration_ms",
+        "key_id",
     )
 
     class Meta:

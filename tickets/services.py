@@ -1,18 +1,22 @@
 """Use cases. The only callers of the Thena client (house-style §1)."""
 
+import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.db import DatabaseCache
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from . import audit, locks
+from .audit.queries import visible_to
 from .forms import CF_PREFIX, Choices, TicketUpdateForm
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
 from .models import AuditEntry, TeamScope
@@ -49,8 +53,28 @@ class TicketPage:
         return self._query(self.page + 1)
 
 
+# A key part kept as it is: short, and only characters every cache backend accepts.
+_PLAIN_KEY_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _key_part(value: str) -> str:
+    """`value` as one part of a cache key valid for every backend (memcached's rules are
+    the strictest: at most 250 characters, no spaces or control characters). Anything
+    but a short plain token (text a user typed or put in a URL) is hashed; a hashed part
+    starts with "#", so it never equals a plain one."""
+    if _PLAIN_KEY_PART.fullmatch(value):
+        return value
+    return "#" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 def _cached(key: str, fetch):
+    """`fetch()`, shared by every process through the cache for LOOKUP_TTL seconds. Any
+    variable part of `key` must have gone through _key_part."""
     return cache.get_or_set(f"thena:{key}", fetch, LOOKUP_TTL)
+
+
+def _ticket_team_key(ticket_id: str) -> str:
+    return f"thena:ticket-team:{_key_part(ticket_id)}"
 
 
 def teams_list() -> list[dict]:
@@ -77,23 +101,35 @@ def _in_scope(user, team_id: str | None) -> bool:
     return scope is None or team_id in scope
 
 
+def _remember_team(ticket: dict) -> None:
+    """Note the team a ticket was just read in, whoever read it: a ticket seen in a new
+    team updates the shared cache at once."""
+    if ticket.get("id"):
+        cache.set(_ticket_team_key(str(ticket["id"])), ticket.get("teamId"), LOOKUP_TTL)
+
+
 def _visible(user, ticket: dict) -> dict:
     """The ticket, or ThenaNotFound when it is outside the user's teams: a ticket of
     another team looks exactly like one that does not exist."""
+    _remember_team(ticket)  # before the check: a move seen by anyone is known to all
     if not _in_scope(user, ticket.get("teamId")):
         raise ThenaNotFound()
-    cache.set(f"thena:ticket-team:{ticket['id']}", ticket.get("teamId"), LOOKUP_TTL)
     return ticket
 
 
-def ticket_check_scope(*, user, ticket_id: str) -> None:
-    """Raise ThenaNotFound unless the ticket is in the user's teams (a cached lookup for
-    scoped users; nothing for unscoped ones)."""
+def ticket_check_scope(*, user, ticket_id: str, fresh: bool = False) -> None:
+    """Raise ThenaNotFound unless the ticket is in the user's teams; nothing to check for
+    unscoped users. The ticket's team comes from the cache (up to LOOKUP_TTL old), or,
+    with `fresh` or on a miss, from Thena (ThenaError when Thena cannot say). Use `fresh`
+    where a stale team would show something: a ticket that moved out of the user's teams
+    must not show its history to them for the cache's lifetime."""
     if user_team_scope(user) is None:
         return
-    team_id = cache.get(f"thena:ticket-team:{ticket_id}")
+    team_id = None if fresh else cache.get(_ticket_team_key(ticket_id))
     if team_id is None:
-        team_id = get_client().get_ticket(ticket_id).get("teamId")
+        ticket = get_client().get_ticket(ticket_id)
+        _remember_team(ticket)
+        team_id = ticket.get("teamId")
     if not _in_scope(user, team_id):
         raise ThenaNotFound()
 
@@ -103,7 +139,16 @@ def _datetime(value) -> datetime | None:
 
 
 def _row(ticket: dict) -> dict:
-    return {**ticket, "updated": _datetime(ticket.get("updatedAt"))}
+    """A ticket of a list page, with `updated` read from updatedAt: None when
+    that is unreadable or too near year 1 or 9999 to show in every time zone. The `id`
+    stays as Thena has it (the view links only ids a URL can carry)."""
+    try:
+        updated = _datetime(ticket.get("updatedAt"))
+        if updated is not None and not 1 < updated.astimezone(UTC).year < 9999:
+            updated = None
+    except (ValueError, OverflowError):
+        updated = None
+    return {**ticket, "updated": updated}
 
 
 def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> TicketPage:
@@ -131,7 +176,8 @@ def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> T
             has_next = len(items) == PAGE_SIZE
     except ThenaError as error:
         return TicketPage([], [], team_id, query, page, False, error.user_message)
-    return TicketPage([_row(t) for t in items], teams, team_id, query, page, has_next)
+    rows = [_row(t) for t in items if isinstance(t, dict)]
+    return TicketPage(rows, teams, team_id, query, page, has_next)
 
 
 def health_check() -> dict:
@@ -301,24 +347,28 @@ def team_choices(team_id: str) -> Choices:
             custom_fields=[f for f in client.custom_fields(team_id) if f.get("isActive", True)],
         )
 
-    return _cached(f"choices:{team_id}", fetch)
+    return _cached(f"choices:{_key_part(team_id)}", fetch)
 
 
 def account_search(query: str, *, keep: str = "") -> list[tuple[str, str]]:
     """Accounts matching `query` for the picker; `keep` (the current choice) stays first
-    so that searching never silently unlinks the ticket's account."""
+    so that searching never silently unlinks the ticket's account.
+
+    Accounts belong to the organisation, not to a team (Thena links no account to a
+    team), so every editor, scoped or not, picks from what the API key can list."""
     query = query.strip()[:100]
     client = get_client()
     if query:
         options = _cached(
-            # Hashed: any text is a valid key for every cache backend.
-            f"accounts:q:{hashlib.sha256(query.lower().encode()).hexdigest()[:32]}",
+            f"accounts:q:{_key_part(query.lower())}",
             lambda: _pairs(client.search_accounts(query), "name"),
         )
     else:
         options = _cached("accounts:first", lambda: _pairs(client.accounts(limit=100), "name"))
     if keep and keep not in {value for value, _ in options}:
-        name = _cached(f"account:{keep}", lambda: client.account(keep).get("name") or keep)
+        name = _cached(
+            f"account:{_key_part(keep)}", lambda: client.account(keep).get("name") or keep
+        )
         options = [(keep, name), *options]
     return options
 
@@ -356,27 +406,109 @@ def _account_options(listed: list, account_id: str) -> list[tuple[str, str]]:
         return [(account_id, account_id), *listed]  # no name to be had: the id will do
 
 
+# The audit entry's columns for a ticket (tickets/models.py AuditEntry), by Thena key.
+_REF_COLUMNS = {"id": 64, "ticketIdentifier": 64, "title": None, "teamId": 64}
+
+
+def _ref_text(value, limit: int | None) -> str:
+    """Upstream text as an audit column holds it: no NUL or lone surrogate (PostgreSQL
+    and UTF-8 refuse them), cut to the column's length."""
+    text = "" if value is None else str(value)
+    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return text[:limit] if limit else text
+
+
 def _ticket_ref(ticket: dict) -> dict:
-    return {key: ticket.get(key) for key in ("id", "ticketIdentifier", "title", "teamId")}
+    """What the audit entry keeps of a ticket: a ticket whose identifier or title Thena
+    holds oddly (too long, a NUL) can still be edited, and its edits logged."""
+    return {key: _ref_text(ticket.get(key), limit) for key, limit in _REF_COLUMNS.items()}
 
 
 NO_PERMISSION = "The user lacks the permission tickets.edit_ticket."
 OUT_OF_SCOPE = "The ticket is outside the user's teams."
 
 
+DENIED_WINDOW = 60  # seconds: at most one denied entry per user, ticket and window
+DENIED_KEEP = 24 * 60 * 60  # how long a window's count waits in the cache to be written
+TICKET_ID_MAX = 64  # AuditEntry.ticket_id's max_length
+
+
+def _denied_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def ticket_update_denied(
-    *, user, ticket_id: str, meta: audit.RequestMeta, why: str = NO_PERMISSION
+    *,
+    user,
+    ticket_id: str,
+    meta: audit.RequestMeta,
+    why: str = NO_PERMISSION,
+    team_id: str | None = None,
 ) -> None:
-    """An edit refused before anything was sent: nothing reaches Thena, but it is logged."""
+    """An edit refused before anything was sent: nothing reaches Thena, but it is logged.
+
+    Repeats collapse: the first denied attempt of a user on a ticket in a minute (UTC,
+    from :00) is written; later ones in that minute only count in the cache, and that
+    count is written with the next denied entry of the same user and ticket, as "and N
+    more denied attempts between HH:MM and HH:MM UTC". The log is insert-only, so a
+    count cannot be added to an entry already written. `team_id` None means unknown:
+    it is then taken from the cache of ticket teams if there, never asked of Thena."""
+    ticket_id = str(ticket_id)[:TICKET_ID_MAX]
+    if team_id is None:
+        team_id = cache.get(_ticket_team_key(ticket_id))
+    now = _denied_now()
+    window = int(now.timestamp()) // DENIED_WINDOW
+    digest = hashlib.sha256(ticket_id.encode()).hexdigest()[:32]
+    base = f"audit:denied:{user.pk}:{digest}"
+    if _denied_counted(f"{base}:{window}"):
+        return  # written with this user's next denied entry on this ticket
+    message = why + _denied_before(base, window)
+    cache.set(f"{base}:last", window, DENIED_KEEP)
     audit.record_attempt(
         action="ticket.update",
         actor=user,
-        ticket={"id": ticket_id},
+        ticket={"id": ticket_id, "teamId": team_id},
         changes={},
         request_body={},
         outcome="denied",
-        message=why,
+        message=message,
         meta=meta,
+    )
+
+
+def _denied_counted(key: str) -> bool:
+    """Count one more attempt in the window `key`; False when it is the window's first
+    (or its count expired), which the caller writes. The database cache's incr is a get
+    and a set, so there it runs under a lock to stay exact across processes."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(caches["default"], DatabaseCache):
+            stack.enter_context(transaction.atomic())  # SQLite: BEGIN IMMEDIATE locks
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    lock = int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+        if cache.add(key, 0, DENIED_KEEP):
+            return False
+        try:
+            cache.incr(key)
+        except ValueError:
+            return False
+        return True
+
+
+def _denied_before(base: str, window: int) -> str:
+    """The uncounted attempts of the window of the previous denied entry, as a clause."""
+    last = cache.get(f"{base}:last")
+    if last is None or last == window:
+        return ""
+    more = cache.get(f"{base}:{last}") or 0
+    if not more:
+        return ""
+    start = datetime.fromtimestamp(last * DENIED_WINDOW, UTC)
+    end = start + timedelta(seconds=DENIED_WINDOW)
+    return (
+        f" And {more} more denied attempt{'s' if more != 1 else ''} "
+        f"between {start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC."
     )
 
 
@@ -460,7 +592,9 @@ def ticket_update(
     if not edits:
         return UpdateResult(entry=None, ticket=edit.ticket, sent={}, kept_upstream=[])
     if not user.has_perm("tickets.edit_ticket"):
-        ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta)
+        ticket_update_denied(
+            user=user, ticket_id=edit.ticket_id, meta=meta, team_id=edit.ticket.get("teamId")
+        )
         raise PermissionDenied("You may view tickets but not edit them.")
     with locks.ticket_edit_lock(edit.ticket_id):
         return _update_locked(user, edit, form.snapshot, edits, meta)
@@ -485,7 +619,13 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
         )
         raise
     if not _in_scope(user, fresh.get("teamId")):
-        ticket_update_denied(user=user, ticket_id=edit.ticket_id, meta=meta, why=OUT_OF_SCOPE)
+        ticket_update_denied(
+            user=user,
+            ticket_id=edit.ticket_id,
+            meta=meta,
+            why=OUT_OF_SCOPE,
+            team_id=fresh.get("teamId"),
+        )
         raise OutOfScope()
     now = wire.ticket_values(fresh)
     theirs = _input_values(fresh, now)
@@ -638,9 +778,13 @@ class HistoryItem:
     fields: list[str]  # labels of the fields the attempt changed
 
 
-def ticket_history(*, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
-    """The ticket's latest audit entries with their current outcome (local reads only)."""
-    entries = AuditEntry.objects.for_ticket(ticket_id).with_current_outcome()[:limit]
+def ticket_history(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
+    """The ticket's latest audit entries that `user` may read, with their current outcome
+    (local reads only). Entries are kept by the team they were recorded under (the audit
+    log's one rule, audit.queries.visible_to): a ticket that moved teams shows a user
+    scoped to its new team none of what was done while it was in the old one."""
+    entries = AuditEntry.objects.filter(visible_to(user_team_scope(user)))
+    entries = entries.for_ticket(ticket_id).with_current_outcome()[:limit]
     return [
         HistoryItem(entry, entry.current_outcome, [_label(name) for name in entry.changes])
         for entry in entries

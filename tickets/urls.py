@@ -1,6 +1,23 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from . import views
+
+
+class TicketIdConverter:
+    """A Thena ticket id as a URL carries it: 1 to 64 characters (the audit log's column),
+    no slash, no control character or lone surrogate. Any other id cannot exist, so its
+    URL is a 404 (and reversing such an id fails, so no page links to it)."""
+
+    regex = r"[^/\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TicketIdConverter, "ticket_id")
 
 app_name = "tickets"
 
@@ -9,7 +26,7 @@ urlpatterns = [
     path("", views.ticket_list, name="list"),
     path("accounts/", views.account_options, name="account-options"),
     # /tickets/<ticket_id>/
-    path("<str:ticket_id>/", views.ticket_detail, name="detail"),
-    path("<str:ticket_id>/validate/", views.ticket_validate, name="validate"),
-    path("<str:ticket_id>/history/", views.ticket_history, name="history"),
+    path("<ticket_id:ticket_id>/", views.ticket_detail, name="detail"),
+    path("<ticket_id:ticket_id>/validate/", views.ticket_validate, name="validate"),
+    path("<ticket_id:ticket_id>/history/", views.ticket_history, name="history"),
 ]

@@ -50,8 +50,10 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         query=request.GET.get("q", "").strip()[:200],
         page=_int(request.GET.get("page"), 1),
     )
+    # A ticket whose id no URL can carry (a slash, empty, too long) is listed unlinked.
+    rows = [{**ticket, "url": _ticket_url(ticket.get("id"))} for ticket in listing.tickets]
     template = "tickets/ticket_list.html" + ("#ticket-table" if _is_partial(request) else "")
-    return render(request, template, {"listing": listing})
+    return render(request, template, {"listing": listing, "rows": rows})
 
 
 def _load(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
@@ -61,9 +63,11 @@ def _load(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
         raise Http404("No such ticket.") from None
 
 
-def _check_scope(request: HttpRequest, ticket_id: str) -> None:
+def _check_scope(request: HttpRequest, ticket_id: str, *, fresh: bool = False) -> None:
+    """404 unless the ticket is in the user's teams; `fresh` asks Thena rather than the
+    cache (services.ticket_check_scope)."""
     try:
-        services.ticket_check_scope(user=request.user, ticket_id=ticket_id)
+        services.ticket_check_scope(user=request.user, ticket_id=ticket_id, fresh=fresh)
     except ThenaNotFound:
         raise Http404("No such ticket.") from None
 
@@ -77,7 +81,11 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
         "form": form,
         "conflict": conflict,
         "can_edit": request.user.has_perm("tickets.edit_ticket"),
-        "history": services.ticket_history(ticket_id=edit.ticket_id) if can_audit else None,
+        "history": (
+            services.ticket_history(user=request.user, ticket_id=edit.ticket_id)
+            if can_audit
+            else None
+        ),
     }
     if conflict:
         context["conflict_rows"] = [
@@ -230,11 +238,19 @@ def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
 @require_GET
 @permission_required("tickets.view_auditentry", raise_exception=True)
 def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
-    _check_scope(request, ticket_id)
+    """The history panel again (after a save). For a scoped user the ticket's team is
+    read from Thena, not the cache: one GET after a save, and a ticket moved out of their
+    teams answers 404 at once. When Thena cannot say, the panel stays as it was (htmx
+    swaps only 2xx answers)."""
+    try:
+        _check_scope(request, ticket_id, fresh=True)
+    except ThenaError as error:
+        return HttpResponse(
+            error.user_message, status=502, content_type="text/plain; charset=utf-8"
+        )
+    history = services.ticket_history(user=request.user, ticket_id=ticket_id)
     return render(
-        request,
-        DETAIL + "#history-panel",
-        {"ticket": {"id": ticket_id}, "history": services.ticket_history(ticket_id=ticket_id)},
+        request, DETAIL + "#history-panel", {"ticket": {"id": ticket_id}, "history": history}
     )
 
 
@@ -242,7 +258,12 @@ def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
 @require_GET
 @permission_required("tickets.edit_ticket", raise_exception=True)
 def account_options(request: HttpRequest) -> HttpResponse:
-    selected = request.GET.get("accountId", "")
+    """Accounts for the picker, for editors. Accounts are organisation-wide in Thena, so
+    a scoped editor sees the same list as anyone; a user scoped to no team edits nothing
+    and gets nothing."""
+    if services.user_team_scope(request.user) == frozenset():
+        raise PermissionDenied("Your account is not allowed to see any team.")
+    selected = request.GET.get("accountId", "")[:64]
     try:
         options = services.account_search(request.GET.get("q", ""), keep=selected)
     except ThenaError as error:
@@ -298,8 +319,8 @@ def _chart(days: list[audit.DayCount]) -> dict:
         "height": CHART_HEIGHT,
         "top": top,
         "total": sum(day.count for day in days),
-        "since": days[0].day,
-        "until": days[-1].day,
+        "since": days[0].day if days else None,
+        "until": days[-1].day if days else None,
     }
 
 
@@ -321,10 +342,12 @@ class _Row:
     outcome: str
 
 
-def _ticket_url(ticket_id: str) -> str:
+def _ticket_url(ticket_id) -> str:
+    if not isinstance(ticket_id, str) or not ticket_id:
+        return ""  # no ticket (audit.export), or an upstream id that is no text
     try:
         return reverse("tickets:detail", args=[ticket_id])
-    except NoReverseMatch:  # no ticket (audit.export), or an id no URL can carry
+    except NoReverseMatch:  # an id no URL can carry (a slash, a control character, too long)
         return ""
 
 

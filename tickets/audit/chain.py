@@ -1,9 +1,23 @@
-"""Writing and verifying the audit log's hash chain.
+"""Writing and verifying the audit log's MAC chain.
 
 One chain runs through AuditEntry and AuditOutcome in id order (ids are the chain
 positions, shared by both tables). Each row stores `prev_hash` and
-`hash = sha256(prev_hash + canonical_json(row))`. Appending takes the chain lock inside
-the write transaction so two writers never link onto the same predecessor:
+`hash = HMAC-SHA256(key, prev_hash + canonical_json(row))`, where the key is
+settings.AUDIT_HMAC_KEY, kept outside the database, and `key_id` (hashed with the row)
+names the key: so someone who can write to the database but lacks the key cannot append,
+alter or re-link a row and recompute the chain. Key rotation: new rows use the current
+key; verification also knows AUDIT_HMAC_OLD_KEYS (oldest first), and a row may never use
+an older key than the row before it (a leaked old key cannot append to the end).
+
+Legacy rows (written before the key existed, `key_id` NULL) are plain SHA-256 and are never
+rewritten: they form a prefix of the chain, and the first keyed row is an anchor entry
+(action ANCHOR_ACTION) whose MAC covers the legacy head and count. A legacy row after the
+anchor is refused, so forged rows cannot pass as legacy. Removing the newest rows leaves
+no trace in the chain itself: signed checkpoints of the head, kept outside the database
+(`manage.py audit_checkpoint`), catch that (`verify_audit_log --checkpoint FILE`).
+
+Appending takes the chain lock inside the write transaction so two writers never link
+onto the same predecessor:
 - PostgreSQL: a transaction-level advisory lock;
 - SQLite: settings open every transaction with BEGIN IMMEDIATE, which takes the database
   write lock up front, so writers are already serialised. (Under DEFERRED they still
@@ -14,19 +28,24 @@ outer transaction when a PATCH follows: the intent must be committed before the 
 leaves, and the outcome must be kept whatever happens to the caller's transaction.
 """
 
+import functools
 import hashlib
 import heapq
+import hmac
 import ipaddress
+import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -41,7 +60,15 @@ from ..models import (
 )
 
 GENESIS_HASH = "0" * 64
-OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at"})
+# Columns added later count only when set, so older rows still verify.
+OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id"})
+# The entry that starts the keyed chain after legacy rows (written by _append, never by
+# callers); its request_body names the legacy part: {"legacy_rows": n, "legacy_head": hash}.
+ANCHOR_ACTION = "audit.chain_anchor"
+CHECKPOINT_VERSION = 1
+# Domain separation: a row's MAC input starts with 64 hex digits, a checkpoint's with this.
+CHECKPOINT_CONTEXT = b"thena-admin audit checkpoint v1\n"
+FIELD_NAME_MAX = 64  # AuditField.field
 # Any fixed bigint; it only has to be the same for every writer of this database.
 CHAIN_LOCK_ID = 0x7468656E61  # "thena"
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -79,12 +106,74 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR")
 
 
+# Keys
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The MAC keys by id, oldest first; the last one is the current key."""
+
+    keys: tuple[tuple[str, bytes], ...]
+
+    @property
+    def current_id(self) -> str:
+        return self.keys[-1][0]
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, tuple[int, bytes]]:
+        return {kid: (rank, key) for rank, (kid, key) in enumerate(self.keys)}
+
+    def key(self, key_id: str) -> bytes | None:
+        found = self._by_id.get(key_id)
+        return found[1] if found else None
+
+    def rank(self, key_id: str) -> int:
+        return self._by_id[key_id][0]
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"{kid} (current)" if kid == self.current_id else f"{kid} (old)" for kid, _ in self.keys
+        )
+
+
+def key_id_of(key: str | bytes) -> str:
+    """The public name of a key: the first 8 hex digits of its SHA-256."""
+    raw = key.encode() if isinstance(key, str) else key
+    return hashlib.sha256(raw).hexdigest()[:8]
+
+
+def keyring() -> Keyring:
+    """From settings.AUDIT_HMAC_KEY and AUDIT_HMAC_OLD_KEYS (oldest first)."""
+    return _keyring(settings.AUDIT_HMAC_KEY, tuple(getattr(settings, "AUDIT_HMAC_OLD_KEYS", ())))
+
+
+@functools.lru_cache(maxsize=8)
+def _keyring(current: str, old: tuple[str, ...]) -> Keyring:
+    if not current:
+        raise ImproperlyConfigured("AUDIT_HMAC_KEY is empty: the audit log needs its MAC key.")
+    keys: dict[str, bytes] = {}
+    for key in (*old, current):
+        kid = key_id_of(key)
+        if kid in keys and keys[kid] != key.encode():
+            raise ImproperlyConfigured(f"Two audit MAC keys share the key id {kid}.")
+        keys.pop(kid, None)  # a key listed twice counts where it appears last
+        keys[kid] = key.encode()
+    return Keyring(tuple(keys.items()))
+
+
+# Writing
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     count: int  # chained rows checked (entries and outcomes)
     first_broken: str | None = None
-    head: str = GENESIS_HASH  # hash of the last row; record it elsewhere to anchor the log
+    head: str = GENESIS_HASH  # MAC of the last row checked
+    head_id: int = 0
+    legacy_rows: int = 0  # rows #1..#legacy_rows are legacy (plain SHA-256, no key)
+    key_ids: tuple[str, ...] = ()  # the keys that made the keyed rows, in chain order
+    checkpoints: int = 0  # checkpoints whose head was found intact in the chain
 
 
 def record_attempt(
@@ -100,8 +189,10 @@ def record_attempt(
     base_updated_at: str | None = None,
 ) -> AuditEntry:
     """Append and commit one entry. `ticket` has Thena's keys (id, ticketIdentifier,
-    title, teamId), or is None for actions on no ticket."""
-    if not ACTION_RE.match(action):
+    title, teamId), or is None for actions on no ticket. Any JSON is accepted: text the
+    databases cannot store (NUL, lone surrogates) is replaced by U+FFFD and over-long
+    text is cut to its column, before the row is hashed (see _sanitise)."""
+    if not ACTION_RE.match(action) or action == ANCHOR_ACTION:
         raise ValueError(f"Audit action must be a dotted code like ticket.update, not {action!r}.")
     if outcome not in ENTRY_OUTCOMES:
         raise ValueError(f"An entry cannot start as {outcome!r}.")
@@ -127,10 +218,7 @@ def record_attempt(
     with transaction.atomic():
         _lock_chain()
         _append(entry)
-        AuditField.objects.bulk_create(
-            AuditField(entry=entry, field=name, created_at=entry.created_at)
-            for name in sorted(entry.changes)
-        )
+        _write_fields(entry)
     return entry
 
 
@@ -171,69 +259,315 @@ def record_outcome(
     return row
 
 
-def row_hash(prev_hash: str, values: dict[str, Any]) -> str:
-    payload = json.dumps(
+def canonical_json(values: dict[str, Any]) -> str:
+    """The serialisation every MAC covers: sorted keys, no spaces, UTF-8, datetimes as
+    UTC ISO 8601 with microseconds; optional columns only when set."""
+    return json.dumps(
         {
             name: _iso(value) if isinstance(value, datetime) else value
             for name, value in values.items()
-            # Columns added later count only when set, so older rows still verify.
             if not (value is None and name in OPTIONAL_CHAIN_FIELDS)
         },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
 
 
-def verify_chain() -> VerifyResult:
+def row_hash(prev_hash: str, values: dict[str, Any], keys: Keyring | None = None) -> str:
+    """The MAC of one row: HMAC-SHA256 with the key its `key_id` names (from `keys`,
+    default the configured ones). A row without `key_id` is legacy: plain SHA-256, which
+    verify_chain accepts only before the anchor."""
+    message = (prev_hash + canonical_json(values)).encode()
+    key_id = values.get("key_id")
+    if key_id is None:
+        return hashlib.sha256(message).hexdigest()
+    key = (keys or keyring()).key(key_id)
+    if key is None:
+        raise UnknownKeyError(key_id)
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class UnknownKeyError(LookupError):
+    def __str__(self) -> str:
+        return (
+            f"its MAC key {self.args[0]} is neither AUDIT_HMAC_KEY nor one of AUDIT_HMAC_OLD_KEYS."
+        )
+
+
+# Checkpoints
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed record of the chain's head, kept outside the database."""
+
+    rows: int
+    last_id: int
+    last_mac: str
+    legacy_rows: int
+    time: str
+    key_id: str
+    sig: str = ""
+    line: int = 0  # where it was read from, for messages
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "v": CHECKPOINT_VERSION,
+            "rows": self.rows,
+            "last_id": self.last_id,
+            "last_mac": self.last_mac,
+            "legacy_rows": self.legacy_rows,
+            "time": self.time,
+            "key_id": self.key_id,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps({**self.fields(), "sig": self.sig}, separators=(",", ":"))
+
+    def describe(self) -> str:
+        return (
+            f"checkpoint of {self.time} (line {self.line}, {self.rows} rows up to #{self.last_id})"
+        )
+
+
+def _checkpoint_sig(fields: dict[str, Any], key: bytes) -> str:
+    payload = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, CHECKPOINT_CONTEXT + payload, hashlib.sha256).hexdigest()
+
+
+def make_checkpoint(result: VerifyResult, keys: Keyring | None = None) -> Checkpoint:
+    """A checkpoint of the head that `result` (an intact verify_chain) reached, signed
+    with the current key."""
+    if not result.ok:
+        raise CheckpointError(f"The chain is broken: {result.first_broken}")
+    keys = keys or keyring()
+    unsigned = Checkpoint(
+        rows=result.count,
+        last_id=result.head_id,
+        last_mac=result.head,
+        legacy_rows=result.legacy_rows,
+        time=_iso(timezone.now()),
+        key_id=keys.current_id,
+    )
+    key = keys.key(keys.current_id)
+    return Checkpoint(**{**unsigned.__dict__, "sig": _checkpoint_sig(unsigned.fields(), key)})
+
+
+def parse_checkpoint(text: str, line: int = 0, keys: Keyring | None = None) -> Checkpoint:
+    """One JSON line as audit_checkpoint wrote it; its signature must hold."""
+    keys = keys or keyring()
+    try:
+        data = json.loads(text)
+        fields = {
+            name: data[name]
+            for name in ("v", *Checkpoint.__dataclass_fields__)
+            if name not in ("line",)
+        }
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"line {line} is not a checkpoint.") from None
+    if fields.pop("v") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"line {line} is a checkpoint of an unknown version.")
+    sig = fields.pop("sig")
+    try:
+        checkpoint = Checkpoint(**fields, line=line)
+    except TypeError:
+        raise CheckpointError(f"line {line} is not a checkpoint.") from None
+    key = keys.key(str(checkpoint.key_id))
+    if key is None:
+        raise CheckpointError(
+            f"line {line}: the checkpoint's key {checkpoint.key_id} is neither AUDIT_HMAC_KEY "
+            "nor one of AUDIT_HMAC_OLD_KEYS."
+        )
+    if not isinstance(sig, str) or not hmac.compare_digest(
+        sig, _checkpoint_sig(checkpoint.fields(), key)
+    ):
+        raise CheckpointError(f"line {line}: the checkpoint's signature does not hold (forged?).")
+    return Checkpoint(**{**checkpoint.__dict__, "sig": sig})
+
+
+def read_checkpoints(path: str | Path, keys: Keyring | None = None) -> list[Checkpoint]:
+    """Every checkpoint of a file (one JSON line each, oldest first), all signatures
+    checked, and each one's head at or after the one before."""
+    keys = keys or keyring()
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [(number, text) for number, text in enumerate(file, 1) if text.strip()]
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read ({error.strerror}).") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not a checkpoint file.") from None
+    checkpoints = [parse_checkpoint(text, number, keys) for number, text in lines]
+    for before, after in itertools.pairwise(checkpoints):
+        if after.rows < before.rows:
+            raise CheckpointError(
+                f"{after.describe()} has fewer rows than the {before.describe()}: "
+                "the log had shrunk when it was taken."
+            )
+    return checkpoints
+
+
+# Verifying
+
+
+def verify_chain(checkpoints: Sequence[Checkpoint] = ()) -> VerifyResult:
     """Walk the chain in id order and report the first broken link.
 
     Streams both tables (merged by id) and the AuditField rows (ordered by entry), so
-    memory stays flat however long the log is. Detects a changed row (its hash), a
+    memory stays flat however long the log is. Detects a changed row (its MAC), a
     removed or inserted row (a gap in the ids, or a `prev_hash` that does not match the
-    row before), and AuditField rows that do not match their entry's changes. Removing
-    the last rows leaves no trace in the chain itself: record `head` elsewhere to catch it.
+    row before), a row not made with a configured key, a legacy row after the anchor, and
+    AuditField rows that do not match their entry's changes. Removing the last rows leaves
+    no trace in the chain itself: pass the `checkpoints` (read_checkpoints) to catch it:
+    each one's head must still be in the chain, with its MAC, and the chain no shorter.
     """
+    keys = keyring()
     head_id = _chain_head()[0]
     chain = heapq.merge(
         _stream(AuditEntry, head_id), _stream(AuditOutcome, head_id), key=lambda row: row[1]["id"]
     )
     fields = _FieldRows(head_id)
-    prev_id, prev_hash, count = 0, GENESIS_HASH, 0
+    walk = _Walk(keys)
+    wanted = {checkpoint.last_id for checkpoint in checkpoints}
+    seen: dict[int, str] = {}
+
+    def result(problem: str | None) -> VerifyResult:
+        return VerifyResult(
+            ok=problem is None,
+            count=walk.count,
+            first_broken=problem,
+            head=walk.prev_hash,
+            head_id=walk.prev_id,
+            legacy_rows=walk.legacy,
+            key_ids=tuple(walk.key_ids),
+        )
+
     for model, values in chain:
-        problem = _check_link(prev_id, prev_hash, values) or (
+        problem = walk.check(model, values) or (
             fields.check(values) if model is AuditEntry else None
         )
         if problem:
-            return VerifyResult(
-                False, count, f"{model._meta.db_table} #{values['id']}: {problem}", prev_hash
-            )
-        prev_id, prev_hash = values["id"], values["hash"]
-        count += 1
+            return result(f"{model._meta.db_table} #{values['id']}: {problem}")
+        if values["id"] in wanted:
+            seen[values["id"]] = values["hash"]
+        walk.advance(values)
     if problem := fields.leftover():
-        return VerifyResult(False, count, problem, prev_hash)
-    return VerifyResult(True, count, None, prev_hash)
+        return result(problem)
+    for checkpoint in reversed(checkpoints):  # the newest first
+        if problem := _check_checkpoint(checkpoint, walk, seen):
+            return result(problem)
+    return VerifyResult(**{**result(None).__dict__, "checkpoints": len(checkpoints)})
 
 
-def _check_link(prev_id: int, prev_hash: str, values: dict[str, Any]) -> str | None:
-    row_id = values["id"]
-    if row_id <= prev_id:
-        return f"its id is used twice (row #{row_id} appears again)."
-    if row_id != prev_id + 1:
-        gap = f"#{prev_id + 1}" if row_id == prev_id + 2 else f"#{prev_id + 1} to #{row_id - 1}"
-        return f"the rows before it are missing ({gap})."
-    if values["prev_hash"] != prev_hash:
-        return f"prev_hash does not match the hash of row #{prev_id}."
-    contents = {name: value for name, value in values.items() if name not in ("prev_hash", "hash")}
-    if row_hash(prev_hash, contents) != values["hash"]:
-        return "hash does not match its contents (the row was changed)."
+def _check_checkpoint(checkpoint: Checkpoint, walk: "_Walk", seen: dict[int, str]) -> str | None:
+    if walk.count < checkpoint.rows or (checkpoint.last_id and checkpoint.last_id not in seen):
+        return (
+            f"the log has shrunk: the {checkpoint.describe()} saw rows up to "
+            f"#{checkpoint.last_id}, the database now ends at #{walk.prev_id} "
+            "(the newest rows were deleted)."
+        )
+    if checkpoint.last_id and not hmac.compare_digest(
+        seen[checkpoint.last_id], checkpoint.last_mac
+    ):
+        return (
+            f"row #{checkpoint.last_id} is not the row the {checkpoint.describe()} saw "
+            "(its MAC differs: the log was cut there and rewritten)."
+        )
+    if walk.legacy != checkpoint.legacy_rows:
+        return (
+            f"the legacy part is {walk.legacy} rows, but the {checkpoint.describe()} "
+            f"recorded {checkpoint.legacy_rows}."
+        )
     return None
+
+
+class _Walk:
+    """The state of a walk along the chain: the previous link, and which part we are in
+    (legacy, then keyed from the anchor on)."""
+
+    def __init__(self, keys: Keyring):
+        self.keys = keys
+        self.prev_id, self.prev_hash, self.count = 0, GENESIS_HASH, 0
+        self.legacy = 0
+        self.keyed = False
+        self.key_ids: list[str] = []
+
+    def check(self, model, values: dict[str, Any]) -> str | None:
+        row_id, prev_id = values["id"], self.prev_id
+        if row_id <= prev_id:
+            return f"its id is used twice (row #{row_id} appears again)."
+        if row_id != prev_id + 1:
+            gap = f"#{prev_id + 1}" if row_id == prev_id + 2 else f"#{prev_id + 1} to #{row_id - 1}"
+            return f"the rows before it are missing ({gap})."
+        if values["prev_hash"] != self.prev_hash:
+            return f"prev_hash does not match the hash of row #{prev_id}."
+        key_id = values["key_id"]
+        if key_id is None:
+            if self.keyed:
+                return (
+                    "a row without a MAC key after the keyed chain began: legacy rows may "
+                    "only come before the anchor (forged?)."
+                )
+        else:
+            if problem := self.check_key(model, values):
+                return problem
+        contents = {
+            name: value for name, value in values.items() if name not in ("prev_hash", "hash")
+        }
+        try:
+            mac = row_hash(self.prev_hash, contents, self.keys)
+        except UnknownKeyError as error:
+            return str(error)
+        if not hmac.compare_digest(mac, values["hash"]):
+            return "hash does not match its contents (the row was changed or forged)."
+        return None
+
+    def check_key(self, model, values: dict[str, Any]) -> str | None:
+        key_id = values["key_id"]
+        if self.keyed:
+            if values.get("action") == ANCHOR_ACTION:
+                return "a second chain anchor."
+        elif self.legacy and not _is_anchor(model, values, self.legacy, self.prev_hash):
+            return (
+                f"the keyed chain must begin with the anchor entry ({ANCHOR_ACTION}) that "
+                f"covers the {self.legacy} legacy rows before it."
+            )
+        if self.keys.key(key_id) is None:
+            return str(UnknownKeyError(key_id))
+        if self.key_ids and self.keys.rank(key_id) < self.keys.rank(self.key_ids[-1]):
+            return (
+                f"made with the old key {key_id} after rows made with the newer key "
+                f"{self.key_ids[-1]}."
+            )
+        return None
+
+    def advance(self, values: dict[str, Any]) -> None:
+        self.prev_id, self.prev_hash = values["id"], values["hash"]
+        self.count += 1
+        key_id = values["key_id"]
+        if key_id is None:
+            self.legacy += 1
+        else:
+            self.keyed = True
+            if not self.key_ids or self.key_ids[-1] != key_id:
+                self.key_ids.append(key_id)
+
+
+def _is_anchor(model, values: dict[str, Any], legacy: int, legacy_head: str) -> bool:
+    return (
+        model is AuditEntry
+        and values["action"] == ANCHOR_ACTION
+        and values["request_body"] == {"legacy_rows": legacy, "legacy_head": legacy_head}
+    )
 
 
 class _FieldRows:
     """Walks AuditField in entry order alongside the chain: each entry's rows must be
-    exactly the keys of its `changes`, with its created_at."""
+    exactly the keys of its `changes` (cut to the column), with its created_at."""
 
     def __init__(self, head_id: int):
         self.rows = (
@@ -246,15 +580,16 @@ class _FieldRows:
 
     def check(self, entry: dict[str, Any]) -> str | None:
         names = set()
+        expected = _field_names(entry["changes"])
         while self.current and self.current[1] <= entry["id"]:
             field_id, entry_id, name, created_at = self.current
             if entry_id != entry["id"]:
                 return f"{AuditField._meta.db_table} #{field_id} points at no entry (#{entry_id})."
-            if name not in entry["changes"] or name in names or created_at != entry["created_at"]:
+            if name not in expected or name in names or created_at != entry["created_at"]:
                 return f"{AuditField._meta.db_table} #{field_id} ({name}) does not match the entry."
             names.add(name)
             self.current = next(self.rows, None)
-        if missing := sorted(set(entry["changes"]) - names):
+        if missing := sorted(expected - names):
             return f"{AuditField._meta.db_table} rows are missing for {', '.join(missing)}."
         return None
 
@@ -265,14 +600,58 @@ class _FieldRows:
         return None
 
 
+# Appending
+
+
 def _append(row: AuditEntry | AuditOutcome) -> None:
     """Link `row` to the chain's last row and insert it. The caller holds the chain lock."""
-    last_id, last_hash = _chain_head()
+    keys = keyring()
+    last_id, last_hash = prepare_append(keys)
+    _sanitise(row)
     row.id = last_id + 1
     row.created_at = timezone.now()
     row.prev_hash = last_hash
-    row.hash = row_hash(last_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS})
+    row.key_id = keys.current_id
+    row.hash = row_hash(last_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS}, keys)
     row.save(force_insert=True)
+
+
+def prepare_append(keys: Keyring | None = None) -> tuple[int, str]:
+    """The id and MAC to link the next row to. When the chain ends in legacy rows, first
+    appends the anchor entry that starts the keyed chain. The caller holds the chain lock."""
+    last_id, last_hash, last_key = _chain_head(with_key=True)
+    if last_id == 0 or last_key is not None:
+        return last_id, last_hash
+    keys = keys or keyring()
+    anchor = AuditEntry(
+        id=last_id + 1,
+        created_at=timezone.now(),
+        action=ANCHOR_ACTION,
+        request_body={"legacy_rows": last_id, "legacy_head": last_hash},
+        outcome=Outcome.SUCCEEDED,
+        message=(
+            f"The keyed chain begins here. Rows #1 to #{last_id} were written before the "
+            "MAC key and carry plain SHA-256 hashes; this row's MAC covers their head."
+        ),
+        prev_hash=last_hash,
+        key_id=keys.current_id,
+    )
+    anchor.hash = row_hash(
+        last_hash, {name: getattr(anchor, name) for name in anchor.CHAIN_FIELDS}, keys
+    )
+    anchor.save(force_insert=True)
+    return anchor.id, anchor.hash
+
+
+def _write_fields(entry: AuditEntry) -> None:
+    AuditField.objects.bulk_create(
+        AuditField(entry=entry, field=name, created_at=entry.created_at)
+        for name in sorted(_field_names(entry.changes))
+    )
+
+
+def _field_names(changes: dict[str, Any]) -> set[str]:
+    return {name[:FIELD_NAME_MAX] for name in changes}
 
 
 def _lock_chain() -> None:
@@ -281,15 +660,18 @@ def _lock_chain() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_ID])
 
 
-def _chain_head() -> tuple[int, str]:
-    """The id and hash of the chain's last row, whichever table holds it (one query)."""
+def _chain_head(with_key: bool = False):
+    """The id and MAC (and with_key, the key id) of the chain's last row, whichever table
+    holds it (one query)."""
     entries, outcomes = AuditEntry._meta.db_table, AuditOutcome._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, hash FROM {entries} WHERE id = (SELECT MAX(id) FROM {entries}) "
-            f"UNION ALL SELECT id, hash FROM {outcomes} WHERE id = (SELECT MAX(id) FROM {outcomes})"
+            f"SELECT id, hash, key_id FROM {entries} WHERE id = (SELECT MAX(id) FROM {entries}) "
+            f"UNION ALL SELECT id, hash, key_id FROM {outcomes} "
+            f"WHERE id = (SELECT MAX(id) FROM {outcomes})"
         )
-        return max(cursor.fetchall(), default=(0, GENESIS_HASH))
+        head = max(cursor.fetchall(), default=(0, GENESIS_HASH, None))
+    return tuple(head) if with_key else tuple(head[:2])
 
 
 def _stream(model, head_id: int) -> Iterator[tuple[type, dict[str, Any]]]:
@@ -312,6 +694,53 @@ def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
     # What the database gives back must hash like what was written: no tuples, no
     # non-string keys, no objects that only a custom encoder understands.
     return json.loads(json.dumps(value, allow_nan=False))
+
+
+# Text both databases store and give back unchanged (PostgreSQL's text and jsonb refuse
+# NUL; lone surrogates cannot be encoded as UTF-8, nor stored in jsonb).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """NUL and lone surrogates become U+FFFD; a valid surrogate pair becomes its
+    character."""
+    if not _UNSTORABLE.search(value):
+        return value
+    value = value.replace("\x00", REPLACEMENT)
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def clean_json(value: Any) -> Any:
+    """`value` (plain JSON) as PostgreSQL's jsonb will give it back: clean text (keys too),
+    no negative zero, and integral floats beyond 2**53 as integers (jsonb prints 1e16 as
+    10000000000000000, which reads back as an int)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(name): clean_json(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [clean_json(item) for item in value]
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        if value.is_integer() and abs(value) >= 2**53:
+            return int(value)
+    return value
+
+
+def _sanitise(row: AuditEntry | AuditOutcome) -> None:
+    """Make `row` storable as is on both databases, before it is hashed: clean text and
+    JSON, and text cut to its column's max_length."""
+    for model_field in row._meta.concrete_fields:
+        value = getattr(row, model_field.attname)
+        if isinstance(value, str):
+            value = clean_text(value)
+            if getattr(model_field, "max_length", None):
+                value = value[: model_field.max_length]
+            setattr(row, model_field.attname, value)
+        elif isinstance(value, dict | list):
+            setattr(row, model_field.attname, clean_json(value))
 
 
 def _normalise_ip(value: str | None) -> str | None:

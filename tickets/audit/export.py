@@ -2,6 +2,8 @@
 
 import csv
 import json
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,10 +14,13 @@ from ..models import (
     AuditOutcome,
     Outcome,
 )
-from .chain import RequestMeta, _iso, record_attempt
+from .chain import RequestMeta, _iso, record_attempt, record_outcome
 from .queries import AuditFilter, Cursor, _entries, _in_form_order
 
+logger = logging.getLogger(__name__)
+
 EXPORT_CHUNK = 2000
+FAILED_LINE = "EXPORT FAILED"  # how the last line of an incomplete file starts
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -53,17 +58,61 @@ def audit_export(
 ) -> Iterator[str]:
     """Record the export, then return the CSV lines of every entry matching `filters`
     written before it (the export's own entry bounds the stream, so the file is the log
-    as it stood when asked for)."""
+    as it stood when asked for).
+
+    The entry is written pending before the first line and settled once the stream ends:
+    succeeded when every line was produced and taken, failed when producing one failed
+    (then the file's last line says EXPORT FAILED) or the client stopped reading. An
+    export whose process died midway stays pending: never "succeeded"."""
     entry = record_attempt(
         action="audit.export",
         actor=actor,
         ticket=None,
         changes={},
         request_body={"filters": filters.as_params()},
-        outcome=Outcome.SUCCEEDED,
+        outcome=Outcome.PENDING,
         meta=meta,
     )
-    return _csv_lines(filters, team_ids, Cursor.after(entry))
+    return _settled(entry, _csv_lines(filters, team_ids, Cursor.after(entry)))
+
+
+def _settled(entry: AuditEntry, lines: Iterator[str]) -> Iterator[str]:
+    """`lines`, then the export's outcome recorded on `entry`; a failure midway ends the
+    file with one EXPORT FAILED line instead of breaking the download off silently."""
+    started, rows = time.monotonic(), -1  # the header is no row
+    try:
+        for line in lines:
+            yield line
+            rows += 1
+    except GeneratorExit:  # the server closed the stream: the client went away
+        message = f"Stopped after {max(rows, 0)} rows: the download was not read to the end."
+        _settle(entry, Outcome.FAILED, started, message)
+        raise
+    except Exception as error:
+        logger.exception("Audit export #%s failed after %s rows", entry.pk, max(rows, 0))
+        message = (
+            f"The file is incomplete: the export failed after {max(rows, 0)} rows "
+            f"({type(error).__name__}). The audit log records this export as failed."
+        )
+        _settle(entry, Outcome.FAILED, started, message)
+        writer = csv.writer(_Line())
+        if rows < 0:
+            yield writer.writerow(EXPORT_COLUMNS)
+        yield writer.writerow([f"{FAILED_LINE}: {message}"])
+        return
+    _settle(entry, Outcome.SUCCEEDED, started, f"{rows} rows exported.")
+
+
+def _settle(entry: AuditEntry, outcome: str, started: float, message: str) -> None:
+    try:
+        record_outcome(
+            entry=entry,
+            outcome=outcome,
+            message=message,
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+    except Exception:  # the database itself may be what failed: the entry stays pending
+        logger.exception("Could not record the outcome of audit export #%s", entry.pk)
 
 
 class _Line:

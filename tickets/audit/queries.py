@@ -63,6 +63,32 @@ class AuditFilter:
         return {name: value for name, value in values.items() if value}
 
 
+# Filter dates are bounded so that a day's start and end, in any time zone, stay
+# within what Python and both databases hold (9999-12-31 has no next day).
+FILTER_MIN_DATE = date(1900, 1, 1)
+FILTER_MAX_DATE = date(9998, 12, 31)
+FILTER_DATE_INPUT_MAX = 32  # characters; "1" x 5000 is no date
+
+
+class _FilterDateField(forms.DateField):
+    widget = forms.DateInput({"type": "date"}, "%Y-%m-%d")
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, **kwargs)
+        self.widget.attrs.update(min=FILTER_MIN_DATE.isoformat(), max=FILTER_MAX_DATE.isoformat())
+
+    def to_python(self, value):
+        if isinstance(value, str) and len(value) > FILTER_DATE_INPUT_MAX:
+            raise forms.ValidationError("Enter a valid date.", code="invalid")
+        day = super().to_python(value)
+        if day is not None and not FILTER_MIN_DATE <= day <= FILTER_MAX_DATE:
+            raise forms.ValidationError(
+                f"Enter a date between {FILTER_MIN_DATE.year} and {FILTER_MAX_DATE.year}.",
+                code="out_of_range",
+            )
+        return day
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150, label="Actor")
     ticket = forms.CharField(required=False, max_length=64, label="Ticket")
@@ -70,12 +96,8 @@ class AuditFilterForm(forms.Form):
     outcome = forms.ChoiceField(
         required=False, label="Outcome", choices=[("", "Any outcome"), *Outcome.choices]
     )
-    since = forms.DateField(
-        required=False, label="Since", widget=forms.DateInput({"type": "date"}, "%Y-%m-%d")
-    )
-    until = forms.DateField(
-        required=False, label="Until", widget=forms.DateInput({"type": "date"}, "%Y-%m-%d")
-    )
+    since = _FilterDateField(label="Since")
+    until = _FilterDateField(label="Until")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -209,12 +231,24 @@ def _ids(streams: list[Stream], cursor, n: int) -> list[int]:
     return list(dict.fromkeys(row_id for _, row_id in merged))[:n]
 
 
+def visible_to(team_ids: frozenset[str] | None, *, to_entry: str = "") -> Q:
+    """THE scope rule of the audit log, used by every surface that shows entries (the
+    ticket page's history panel and its fragment, the list, its chart, one entry, the
+    export): an entry is visible to a user scoped to `team_ids` when it was recorded under
+    one of those teams (AuditEntry.team_id, the ticket's team at the time), whatever team
+    the ticket is in now. None (superusers, unscoped users) sees every entry; an empty
+    scope sees none; entries recorded under no team (an export, an edit refused before
+    the ticket was read) only unscoped users see. With `to_entry` (the path of the
+    relation, "entry__"), for rows that point at an entry."""
+    if team_ids is None:
+        return Q()
+    return Q(**{f"{to_entry}team_id__in": sorted(team_ids)})
+
+
 def _entry_q(filters: AuditFilter, team_ids, *, to_entry: str = "") -> Q:
     """The filters held on the entry itself, for entries or (with `to_entry`, the path of
     the relation) rows that point at one. The date range belongs to each stream."""
-    q = Q()
-    if team_ids is not None:
-        q &= Q(**{f"{to_entry}team_id__in": sorted(team_ids)})
+    q = visible_to(team_ids, to_entry=to_entry)
     if filters.actor:
         q &= Q(**{f"{to_entry}actor_username": filters.actor})
     if filters.ticket:
@@ -336,9 +370,11 @@ def audit_daily_counts(
     CHART_CACHE_SECONDS: the log only grows at its newest end, so a past day's count
     changes only when one of its entries is settled later (outcome filters)."""
     today = timezone.localdate()
-    until = filters.until or today
-    since = filters.since or until - timedelta(days=days - 1)
-    since = max(since, until - timedelta(days=CHART_MAX_DAYS - 1))
+    # A `since` after today (and no `until`) charts that one day, never an empty span.
+    until = filters.until or max(today, filters.since or today)
+    until = min(until, FILTER_MAX_DATE)
+    since = filters.since or _days_before(until, days - 1)
+    since = min(max(since, _days_before(until, CHART_MAX_DAYS - 1)), until)
     span = [since + timedelta(days=n) for n in range((until - since).days + 1)]
     undated = replace(filters, since=None, until=None)
     scope = sorted(team_ids) if team_ids is not None else None
@@ -351,6 +387,10 @@ def audit_daily_counts(
     cache.set_many({keys[day]: n for day, n in fresh.items() if day in keys}, CHART_CACHE_SECONDS)
     counts |= fresh
     return [DayCount(day, counts[day]) for day in span]
+
+
+def _days_before(day: date, n: int) -> date:
+    return max(day - timedelta(days=min(n, (day - FILTER_MIN_DATE).days)), FILTER_MIN_DATE)
 
 
 def _count_days(days: list[date], filters: AuditFilter, team_ids) -> dict[date, int]:
@@ -395,10 +435,7 @@ class AuditDetail:
 def audit_entry_detail(*, pk: int, team_ids: frozenset[str] | None = None) -> AuditDetail:
     """One entry with its field diff and outcome rows; AuditEntry.DoesNotExist when it is
     missing or outside `team_ids`."""
-    entries = AuditEntry.objects.all()
-    if team_ids is not None:
-        entries = entries.filter(team_id__in=sorted(team_ids))
-    entry = entries.get(pk=pk)
+    entry = AuditEntry.objects.filter(visible_to(team_ids)).get(pk=pk)
     outcomes = list(entry.outcomes.order_by("id"))
     labels = schema.field_map()
     return AuditDetail(

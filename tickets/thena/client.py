@@ -8,6 +8,7 @@ the hierarchy in errors.py.
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +151,8 @@ class ThenaClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        # Matched in any case: an upstream may echo the key upper- or lower-cased.
+        self._api_key_re = re.compile(re.escape(api_key), re.IGNORECASE) if api_key else None
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_rate_limit_wait = max_rate_limit_wait
@@ -404,7 +407,7 @@ class ThenaClient:
 
     def _unwrap(self, response: httpx.Response, safe: bool) -> Any:
         try:
-            body = response.json()
+            body = _json(response)
         except ValueError:
             raise ThenaUnavailable(
                 "Thena answered with something we cannot read. Try again in a few minutes.",
@@ -448,7 +451,7 @@ class ThenaClient:
         """The upstream `message` (a string or a list), else the raw text; nothing else
         of the error body is relied on, as its shape is undocumented (thena-api.md §1)."""
         try:
-            body = response.json()
+            body = _json(response)
         except ValueError:
             body = None
         message = body.get("message") if isinstance(body, dict) else None
@@ -467,7 +470,7 @@ class ThenaClient:
         return "; ".join(self._messages(response))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+        return self._api_key_re.sub("[redacted]", text) if self._api_key_re else text
 
     def _status_error(self, response: httpx.Response, safe: bool) -> ThenaError:
         status = response.status_code
@@ -506,6 +509,25 @@ class ThenaClient:
         if isinstance(exc, httpx.TimeoutException):
             return ThenaTimeout(detail=detail, outcome_unknown=sent and not safe)
         return ThenaUnavailable(detail=detail, outcome_unknown=sent and not safe)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, with lone surrogates (valid JSON escapes, but no text) replaced:
+    a page that showed one could not be encoded."""
+    return _no_surrogates(response.json())
+
+
+def _no_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_no_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_no_surrogates(key): _no_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _dict(data: Any) -> dict:

@@ -26,6 +26,24 @@ def iso(value: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _shown_moment(raw) -> datetime | None:
+    """A date-time from Thena as a form starts from it: None when it is unreadable, or
+    so close to year 1 or 9999 that showing it in some time zone would overflow."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = parse_datetime(raw)
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return parsed
+    try:
+        year = parsed.astimezone(UTC).year
+    except OverflowError:
+        return None
+    return parsed if 1 < year < 9999 else None
+
+
 def _moment(raw) -> str | None:
     """A date-time string from Thena, normalised so equal moments compare equal whatever
     the offset or precision it was written with; unreadable text is kept as it is."""
@@ -72,10 +90,7 @@ def from_ticket(spec: schema.Field, ticket: dict):
     raw = ticket.get(spec.name)
     match spec.kind:
         case "datetime":
-            try:
-                return parse_datetime(raw) if isinstance(raw, str) else None
-            except ValueError:
-                return None
+            return _shown_moment(raw)
         case "boolean":
             return raw is True
         case "json_object":
@@ -217,10 +232,7 @@ def cf_initial(definition: dict, item: dict | None):
         except ValueError:
             return first
     if kind == "datetime" and isinstance(first, str):
-        try:
-            return parse_datetime(first)
-        except ValueError:
-            return first
+        return _shown_moment(first)
     return first
 
 

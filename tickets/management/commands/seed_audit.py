@@ -1,6 +1,7 @@
 """Synthetic audit entries for benchmarks and demos: a valid, continuing hash chain.
 
-Rows are built in Python (hashes from audit.row_hash) and bulk inserted batch by batch,
+Rows are built in Python (MACs from audit.row_hash, with the current AUDIT_HMAC_KEY) and
+bulk inserted batch by batch,
 each batch in one transaction under the chain lock, so a real edit that lands between
 two batches simply becomes part of the chain. created_at is spread over the last
 `--days` days in increasing order and ends a few seconds before now.
@@ -14,7 +15,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from tickets import audit
 from tickets.audit import chain
 from tickets.models import SETTLED_OUTCOMES, AuditEntry, AuditField, AuditOutcome, Outcome
 from tickets.thena import schema
@@ -129,7 +129,8 @@ class _Maker:
         self.later = deque()  # (entry number due, entry) for reconciling unknowns
 
     def write_batch(self, size: int) -> None:
-        head_id, head_hash = chain._chain_head()
+        keys = chain.keyring()
+        head_id, head_hash = chain.prepare_append(keys)
         entries, outcomes, fields = [], [], []
         for _ in range(size):
             # Jitter within the first half of each slot: increasing, and never past now.
@@ -137,8 +138,8 @@ class _Maker:
             self.number += 1
             entry, settles_as = self.entry()
             head_id += 1
-            entry.id, entry.prev_hash = head_id, head_hash
-            entry.hash = head_hash = _hash(entry)
+            entry.id, entry.prev_hash, entry.key_id = head_id, head_hash, keys.current_id
+            entry.hash = head_hash = _hash(entry, keys)
             settle = settles_as and self.settle(entry, settles_as)
             entries.append(entry)
             fields += [
@@ -150,8 +151,8 @@ class _Maker:
                 rows.append(self.reconcile(self.later.popleft()[1]))
             for row in rows:
                 head_id += 1
-                row.id, row.prev_hash = head_id, head_hash
-                row.hash = head_hash = _hash(row)
+                row.id, row.prev_hash, row.key_id = head_id, head_hash, keys.current_id
+                row.hash = head_hash = _hash(row, keys)
                 outcomes.append(row)
             if settle and settle.outcome == Outcome.UNKNOWN and self.rng.random() < 0.6:
                 self.later.append((head_id + self.rng.randint(20, 400), entry))
@@ -283,8 +284,9 @@ class _Maker:
         return None
 
 
-def _hash(row) -> str:
-    return audit.row_hash(row.prev_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS})
+def _hash(row, keys: chain.Keyring) -> str:
+    values = {name: getattr(row, name) for name in row.CHAIN_FIELDS}
+    return chain.row_hash(row.prev_hash, values, keys)
 
 
 def _iso_z(moment: datetime) -> str:
