@@ -11,17 +11,14 @@ Run against the in-process sandbox and against the sandbox served over real HTTP
 """
 
 import re
-import sqlite3
 import threading
 import time
 from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection, connections
 
 from tests.browser import Data, form_data, replace, to_urlencoded
 from tests.conftest import PASSWORD
@@ -64,37 +61,10 @@ def editors(manager, django_user_model) -> list[str]:
 
 
 @pytest.fixture
-def base_url(live_server, editors, tmp_path):
-    """The live server's URL, with every request thread on its own database connection.
-
-    On PostgreSQL that is already so. On SQLite, pytest-django hands all of the live
-    server's threads the test's one in-memory connection: concurrent requests would then
-    share one transaction state, which no real deployment does, and a second connection
-    to the shared-cache memory database fails at once ("database table is locked")
-    instead of waiting. So on SQLite the test and the server use a file copy of the test
-    database (WAL, IMMEDIATE transactions, busy timeout: the production settings), each
-    thread with its own connection, as in tests/test_audit_models.py."""
-    if connection.vendor != "sqlite":
-        yield live_server.url
-        return
-    original = connections["default"]
-    original.ensure_connection()
-    path = str(tmp_path / "live.sqlite3")
-    with closing(sqlite3.connect(path)) as copy:
-        original.connection.backup(copy)
-    settings_dict = {**original.settings_dict, "NAME": path}
-    shared = live_server.thread.connections_override  # the server's own dict, by reference
-    saved_shared, saved_settings = dict(shared), connections.settings["default"]
-    shared.clear()  # request threads now open their own connections...
-    connections.settings["default"] = settings_dict  # ...to the file copy
-    connections["default"] = original.__class__(settings_dict, "default")
-    try:
-        yield live_server.url
-    finally:
-        connections["default"].close()
-        connections["default"] = original
-        connections.settings["default"] = saved_settings
-        shared.update(saved_shared)
+def base_url(live_server, editors):
+    """The live server's URL. Each of its request threads has its own database connection,
+    as in production (on SQLite because settings make the test database a file)."""
+    return live_server.url
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Settings for thena-admin, read from the environment only (see .env.example)."""
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -127,6 +128,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    if TESTING:
+        # A file, not Django's shared in-memory test database: a live server's threads
+        # then each get their own connection, as in production, instead of interleaving
+        # queries on one (sqlite3.InterfaceError when a browser sends two requests at once).
+        DATABASES["default"]["TEST"] = {
+            "NAME": os.path.join(tempfile.gettempdir(), f"thena-admin-test-{os.getpid()}.sqlite3")
+        }
 
 # The cache (Thena lookups, tickets' teams, audit chart counts) is shared by every process:
 # the database by default (its table is made by a migration), Redis with
