@@ -26,10 +26,6 @@ class Snapshot:
     originals: dict = field(default_factory=dict)
 
     @property
-    def ticket_id(self) -> str:
-        return self.ticket["id"]
-
-    @property
     def team_id(self) -> str:
         return self.ticket.get("teamId") or ""
 
