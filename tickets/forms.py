@@ -385,6 +385,16 @@ def _form_field(spec: schema.Field, options: list[tuple[str, str]], current) -> 
     raise ValueError(spec.kind)
 
 
+def input_label(custom_fields: list[dict], name: str) -> str:
+    """What people call an input: a field's label, or a custom field's name."""
+    if name.startswith(CF_PREFIX):
+        uid = name.removeprefix(CF_PREFIX)
+        definition = next((d for d in custom_fields if d.get("uid") == uid), {})
+        return definition.get("name") or uid
+    spec = schema.field_map().get(name)
+    return spec.label if spec else name
+
+
 class TicketUpdateForm(forms.Form):
     """Unbound, it renders a ticket and signs a Snapshot of what it rendered. Bound, it
     takes the Snapshot the view read from the post and reports the user's edits."""
@@ -499,12 +509,7 @@ class TicketUpdateForm(forms.Form):
         return edited
 
     def label(self, name: str) -> str:
-        if name.startswith(CF_PREFIX):
-            uid = name.removeprefix(CF_PREFIX)
-            definition = next((d for d in self.custom_fields if d["uid"] == uid), {})
-            return definition.get("name") or uid
-        spec = schema.field_map().get(name)
-        return spec.label if spec else name
+        return input_label(self.custom_fields, name)
 
     def clean(self):
         cleaned = super().clean()

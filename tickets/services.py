@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from . import audit, locks
 from .audit.queries import visible_to
-from .forms import CF_PREFIX, Choices, TicketUpdateForm
+from .forms import CF_PREFIX, Choices, TicketUpdateForm, input_label
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
 from .models import AuditEntry, TeamScope
 from .snapshot import Snapshot, SnapshotError  # noqa: F401 - raised through here
@@ -406,22 +406,10 @@ def _account_options(listed: list, account_id: str) -> list[tuple[str, str]]:
         return [(account_id, account_id), *listed]  # no name to be had: the id will do
 
 
-# The audit entry's columns for a ticket (tickets/models.py AuditEntry), by Thena key.
-_REF_COLUMNS = {"id": 64, "ticketIdentifier": 64, "title": None, "teamId": 64}
-
-
-def _ref_text(value, limit: int | None) -> str:
-    """Upstream text as an audit column holds it: no NUL or lone surrogate (PostgreSQL
-    and UTF-8 refuse them), cut to the column's length."""
-    text = "" if value is None else str(value)
-    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    return text[:limit] if limit else text
-
-
 def _ticket_ref(ticket: dict) -> dict:
-    """What the audit entry keeps of a ticket: a ticket whose identifier or title Thena
-    holds oddly (too long, a NUL) can still be edited, and its edits logged."""
-    return {key: _ref_text(ticket.get(key), limit) for key, limit in _REF_COLUMNS.items()}
+    """What the audit entry keeps of a ticket (audit.record_attempt makes any text fit
+    its column: a ticket Thena holds oddly can still be edited, and its edits logged)."""
+    return {key: ticket.get(key) for key in ("id", "ticketIdentifier", "title", "teamId")}
 
 
 NO_PERMISSION = "The user lacks the permission tickets.edit_ticket."
@@ -458,8 +446,7 @@ def ticket_update_denied(
         team_id = cache.get(_ticket_team_key(ticket_id))
     now = _denied_now()
     window = int(now.timestamp()) // DENIED_WINDOW
-    digest = hashlib.sha256(ticket_id.encode()).hexdigest()[:32]
-    base = f"audit:denied:{user.pk}:{digest}"
+    base = f"audit:denied:{user.pk}:{_key_part(ticket_id)}"
     if _denied_counted(f"{base}:{window}"):
         return  # written with this user's next denied entry on this ticket
     message = why + _denied_before(base, window)
@@ -655,7 +642,13 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
 
     if moved:
         clashing = [
-            ConflictField(name, edit_label(edit, name), seen(name), theirs(name), edits[name])
+            ConflictField(
+                name,
+                input_label(edit.choices.custom_fields, name),
+                seen(name),
+                theirs(name),
+                edits[name],
+            )
             for name in sorted(moved)
         ]
         message = "Changed in Thena meanwhile: " + ", ".join(f.label for f in clashing)
@@ -750,17 +743,8 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
     raise OutcomeUnknown(sent.entry, found)
 
 
-def edit_label(edit: TicketEdit, name: str) -> str:
-    if name.startswith(CF_PREFIX):
-        uid = name.removeprefix(CF_PREFIX)
-        definition = next((d for d in edit.choices.custom_fields if d.get("uid") == uid), {})
-        return definition.get("name") or uid
-    return _label(name)
-
-
 def _label(name: str) -> str:
-    spec = schema.field_map().get(name)
-    return spec.label if spec else name
+    return input_label([], name)
 
 
 def _changes(before: dict, body: dict) -> dict:
