@@ -20,11 +20,20 @@ settings.load_profile("default")
 
 
 @pytest.fixture
-def sandbox():
+def sandbox_config(request):
+    """How the sandbox behaves: as Thena documents it, unless a test parametrizes this
+    (indirect=True) with another SandboxConfig, e.g. from tests.util.SANDBOX_VARIANTS."""
+    from tickets.thena.sandbox import SandboxConfig
+
+    return getattr(request, "param", None) or SandboxConfig()
+
+
+@pytest.fixture
+def sandbox(sandbox_config):
     """A fresh fake Thena for this test only."""
     from tickets.thena.sandbox import SandboxApp
 
-    return SandboxApp()
+    return SandboxApp(sandbox_config)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tickets.thena.documented import TICKET_KEYS, WRITE_ONLY
 from tickets.thena.sandbox import (
     DEMO_API_KEY,
     ApiError,
@@ -195,7 +196,7 @@ def test_ticket_list_with_unknown_team_is_404(client):
 def test_get_ticket_carries_ids_and_display_names(app, client):
     stored = next(t for t in app.tickets() if t["subTeamId"] and t["assignedAgentId"])
     ticket = data(client.get(f"/v1/tickets/{stored['id']}"))
-    assert ticket == stored
+    assert ticket == _documented(stored)
     statuses = data(client.get("/v1/tickets/status", params={"teamId": ticket["teamId"]}))
     assert ticket["status"] == next(s["name"] for s in statuses if s["id"] == ticket["statusId"])
     assert ticket["teamName"] and ticket["teamIdentifier"] and ticket["subTeamName"]
@@ -727,7 +728,7 @@ def test_patch_refreshes_display_names(app, client):
         sub["identifier"],
     )
     assert updated["type"] == kind["name"]
-    assert updated == {k: v for k, v in app.ticket(ticket["id"]).items() if k != "_extraFlags"}
+    assert updated == _documented(app.ticket(ticket["id"]))
 
 
 def test_patch_null_clears_optional_links(app, client):
@@ -739,10 +740,11 @@ def test_patch_null_clears_optional_links(app, client):
     body = dict.fromkeys(
         ["assignedAgentId", "accountId", "sentimentId", "subTeamId", "dueDate", "description"]
     )
-    updated = data(patch(client, ticket["id"], body))
+    data(patch(client, ticket["id"], body))
+    stored = app.ticket(ticket["id"])
     for key in [*body, "assignedAgent", "assignedAgentEmail", "account", "sentiment"]:
-        assert updated[key] is None, key
-    assert updated["subTeamName"] is None
+        assert stored[key] is None, key
+    assert stored["subTeamName"] is None
 
 
 def test_patch_bumps_updated_at_strictly_even_within_one_millisecond(app, client, clock):
@@ -755,7 +757,86 @@ def test_patch_bumps_updated_at_strictly_even_within_one_millisecond(app, client
     assert data(patch(client, ticket["id"], {}))["updatedAt"] == "2025-06-15T13:00:00.500Z"
 
 
-def test_patch_accepts_and_records_an_unknown_boolean_flag(app, client):
+def _documented(stored: dict) -> dict:
+    """A stored ticket as the documented answer carries it (custom fields aside)."""
+    return {k: stored[k] for k in TICKET_KEYS if k != "customFieldValues"} | {
+        "customFieldValues": _strings(stored["customFieldValues"])
+    }
+
+
+def _strings(items: list[dict]) -> list[str]:
+    return [d["value"] for item in items for d in item["data"]]
+
+
+# The ticket object as Thena documents it (thena-api.md §3)
+
+
+def _tickets_everywhere(app, client) -> list[dict]:
+    """One ticket as GET, the list and a PATCH answer carry it."""
+    listed = data(client.get("/v1/tickets", params={"limit": 100}))
+    ticket = next(t for t in listed if t["customFieldValues"])
+    return [
+        data(client.get(f"/v1/tickets/{ticket['id']}")),
+        next(t for t in listed if t["id"] == ticket["id"]),
+        data(patch(client, ticket["id"], {"title": "Renamed"})),
+    ]
+
+
+def test_a_ticket_has_exactly_the_75_documented_keys_in_order(app, client):
+    for ticket in _tickets_everywhere(app, client):
+        assert list(ticket) == list(TICKET_KEYS)
+        assert len(ticket) == 75
+        assert all(isinstance(v, str) for v in ticket["customFieldValues"])
+
+
+def test_write_only_values_are_stored_but_not_returned(app, client):
+    ticket = ticket_of(app)
+    body = {
+        "dueDate": "2025-07-01T10:00:00Z",
+        "metadata": {"k": 1},
+        "attachmentUrls": ["https://files.example/a.png"],
+        "isProactive": True,
+        "proactiveChannels": ["email"],
+    }
+    updated = data(patch(client, ticket["id"], body))
+    assert set(WRITE_ONLY) == set(body)
+    assert not set(body) & set(updated)
+    stored = app.ticket(ticket["id"])
+    assert {k: stored[k] for k in body} == body | {"dueDate": "2025-07-01T10:00:00.000Z"}
+
+
+def test_echo_write_only_and_object_custom_fields_are_configurable(clock):
+    app = SandboxApp(SandboxConfig(echo_write_only=True, custom_field_shape="objects"), clock=clock)
+    with make_client(app) as client:
+        for ticket in _tickets_everywhere(app, client):
+            assert list(ticket) == [*TICKET_KEYS, *WRITE_ONLY]
+            assert ticket["customFieldValues"] == app.ticket(ticket["id"])["customFieldValues"]
+            assert all(isinstance(v, dict) for v in ticket["customFieldValues"])
+
+
+def test_closed_by_names_the_closer_and_search_documents_carry_uid(app, client):
+    ticket = next(t for t in app.tickets() if t["closedById"])
+    got = data(client.get(f"/v1/tickets/{ticket['id']}"))
+    assert got["closedBy"] and "@" in got["closedByEmail"]
+    assert "uid" not in got and "organizationId" not in got
+    found = client.get(
+        "/v1/search/tickets", params={"q": "*", "query_by": "title", "per_page": 1}
+    ).json()["result"]["hits"][0]["document"]
+    assert found["uid"] == found["id"] and found["organizationId"]
+
+
+def test_only_the_configured_auto_link_key_is_accepted(clock):
+    app = SandboxApp(SandboxConfig(auto_link_field="linkSlackChannelToAccount"), clock=clock)
+    with make_client(app) as client:
+        ticket = ticket_of(app)
+        refused = patch(client, ticket["id"], {"autoLinkSlackChannel": True})
+        assert refused.status_code == 400
+        assert refused.json()["message"] == ["property autoLinkSlackChannel should not exist"]
+        data(patch(client, ticket["id"], {"linkSlackChannelToAccount": True}))
+        assert app.ticket(ticket["id"])["_extraFlags"] == {"linkSlackChannelToAccount": True}
+
+
+def test_patch_accepts_and_records_the_auto_link_flag(app, client):
     ticket = ticket_of(app)
     account = app.tickets()[5]["accountId"] or data(client.get("/v1/accounts"))[0]["id"]
     body = {"accountId": account, "autoLinkSlackChannel": True}
@@ -784,8 +865,9 @@ def test_patch_stores_plain_fields_as_sent(app, client):
         "aiGeneratedTitle": "Short",
         "submitterEmail": "someone@customer.example",
     }
-    updated = data(patch(client, ticket["id"], body))
-    assert {k: updated[k] for k in body} == body
+    data(patch(client, ticket["id"], body))
+    stored = app.ticket(ticket["id"])
+    assert {k: stored[k] for k in body} == body
 
 
 def test_patch_date_times_come_back_in_utc_with_milliseconds(app, client):
@@ -795,14 +877,15 @@ def test_patch_date_times_come_back_in_utc_with_milliseconds(app, client):
             client, ticket["id"], {"dueDate": "2025-07-01T10:00:00+02:00", "closedAt": "2025-07-02"}
         )
     )
-    assert updated["dueDate"] == "2025-07-01T08:00:00.000Z"
+    assert app.ticket(ticket["id"])["dueDate"] == "2025-07-01T08:00:00.000Z"
     assert updated["closedAt"] == "2025-07-02T00:00:00.000Z"
 
 
 def test_proactive_channels_follow_the_configured_allow_list(app, client):
     app.config.proactive_channels = ("email", "slack")
-    updated = data(patch(client, ticket_of(app)["id"], {"proactiveChannels": ["slack"]}))
-    assert updated["proactiveChannels"] == ["slack"]
+    ticket = ticket_of(app)
+    data(patch(client, ticket["id"], {"proactiveChannels": ["slack"]}))
+    assert app.ticket(ticket["id"])["proactiveChannels"] == ["slack"]
 
 
 # touch_ticket and concurrency

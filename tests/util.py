@@ -12,6 +12,16 @@ from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transpor
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
 from tickets.thena.sandbox.server import make_server
 
+# What real Thena may do where its docs leave it open (thena-api.md §3): edit tests run
+# against each. "documented" is the sandbox's default.
+SANDBOX_VARIANTS = {
+    "documented": SandboxConfig(),
+    "echo-write-only": SandboxConfig(echo_write_only=True),
+    "object-custom-fields": SandboxConfig(custom_field_shape="objects"),
+    "echo-and-objects": SandboxConfig(echo_write_only=True, custom_field_shape="objects"),
+}
+OBJECTS = SANDBOX_VARIANTS["object-custom-fields"]
+
 
 def submitted(form: forms.Form, **changes) -> MultiValueDict:
     """What a browser would post for `form` as rendered, with `changes` applied.

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox.app import CUSTOM_FIELD_SHAPES
 from tickets.thena.sandbox.server import make_server
 
 
@@ -15,6 +16,22 @@ class Command(BaseCommand):
         parser.add_argument("--rate-limit", type=int, default=None)
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--api-key", default=DEMO_API_KEY)
+        parser.add_argument(
+            "--echo-write-only",
+            action="store_true",
+            help="also return the write-only fields (dueDate, metadata...) in tickets",
+        )
+        parser.add_argument(
+            "--custom-field-shape",
+            choices=CUSTOM_FIELD_SHAPES,
+            default="strings",
+            help="customFieldValues in answers: strings (as documented) or objects",
+        )
+        parser.add_argument(
+            "--auto-link-field",
+            default=SandboxConfig.auto_link_field,
+            help="the auto-link flag's PATCH key, also named in /swagger-json",
+        )
 
     def handle(self, *args, **options):
         config = SandboxConfig(
@@ -23,6 +40,9 @@ class Command(BaseCommand):
             latency_ms=options["latency_ms"],
             fail_rate=options["fail_rate"],
             rate_limit=options["rate_limit"],
+            echo_write_only=options["echo_write_only"],
+            custom_field_shape=options["custom_field_shape"],
+            auto_link_field=options["auto_link_field"],
         )
         server = make_server(SandboxApp(config), options["host"], options["port"], log=self._log)
         host, port = server.server_address[:2]

@@ -16,7 +16,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from . import seed
+from .. import documented
+from . import seed, spec
 from .validation import ApiError, apply_patch
 
 DEMO_API_KEY = "sandbox-demo-key"
@@ -26,6 +27,7 @@ DATE_RANGES = ("1d", "2d", "1w", "2w", "3w", "4w", "1m", "3m")
 # A long benchmark over HTTP must not grow the request log without bound.
 MAX_RECORDED = 10_000
 _INVALID_JSON = object()
+CUSTOM_FIELD_SHAPES = ("strings", "objects")
 _MS = timedelta(milliseconds=1)
 
 
@@ -42,6 +44,17 @@ class SandboxConfig:
     rate_limit: int | None = None
     rate_window_seconds: int = 60
     proactive_channels: tuple[str, ...] = ("email",)
+    # What Thena documents unless told otherwise (thena-api.md §3): write-only fields
+    # are stored but not returned, and customFieldValues comes back as strings.
+    echo_write_only: bool = False
+    custom_field_shape: str = "strings"  # "strings" (documented) or "objects"
+    # The auto-link flag's PATCH key (its real name is unknown, thena-api.md §2.2): the
+    # only extra key a PATCH may carry, and the name /swagger-json gives it.
+    auto_link_field: str = "autoLinkSlackChannel"
+
+    def __post_init__(self) -> None:
+        if self.custom_field_shape not in CUSTOM_FIELD_SHAPES:
+            raise ValueError(f"custom_field_shape must be one of {CUSTOM_FIELD_SHAPES}")
 
 
 @dataclass
@@ -106,6 +119,7 @@ class SandboxApp:
             ("GET", r"/v1/forms", self._form_list),
             ("GET", r"/v1/custom-field", self._custom_field_list),
             ("GET", r"/v1/search/(?P<collection>tickets|accounts)", self._search),
+            ("GET", r"/swagger-json", self._swagger_json),
         ]
         self._routes = [(m, re.compile(p + "/?"), h) for m, p, h in self._routes]
         self.reset()
@@ -311,7 +325,13 @@ class SandboxApp:
         }
 
     def _patch(self, ticket: dict, body: Any) -> None:
-        apply_patch(self._world, ticket, body, proactive_channels=self.config.proactive_channels)
+        apply_patch(
+            self._world,
+            ticket,
+            body,
+            proactive_channels=self.config.proactive_channels,
+            auto_link_field=self.config.auto_link_field,
+        )
         # Strictly increasing, even for two changes within one millisecond.
         self._last_stamp = max(_to_ms(self.clock()), self._last_stamp + _MS)
         ticket["updatedAt"] = seed.iso(self._last_stamp)
@@ -335,6 +355,10 @@ class SandboxApp:
         # NestJS Terminus shape; the real body is undocumented [?].
         return {"status": "ok", "info": {}, "error": {}, "details": {}}
 
+    def _swagger_json(self, request: _Request) -> dict:
+        # The bare document, no envelope, as NestJS serves it.
+        return spec.build(self.config, [(m, p.pattern) for m, p, _ in self._routes])
+
     def _ticket_list(self, request: _Request) -> dict:
         query = request.query
         errors: list[str] = []
@@ -356,7 +380,7 @@ class SandboxApp:
             since = seed.iso(_range_start(self.clock(), date_range))
             tickets = [t for t in tickets if t["createdAt"] >= since]
         tickets.sort(key=lambda t: t["updatedAt"], reverse=True)
-        return self._ok([_public(t) for t in tickets[page * limit : (page + 1) * limit]])
+        return self._ok([self._public(t) for t in tickets[page * limit : (page + 1) * limit]])
 
     def _ticket_options(self, request: _Request, kind: str) -> dict:
         world = self._world
@@ -370,14 +394,14 @@ class SandboxApp:
         return self._ok(self._config_items(items, request.query))
 
     def _ticket_get(self, request: _Request, ticket_id: str) -> dict:
-        return self._ok(_public(self._ticket(ticket_id)))
+        return self._ok(self._public(self._ticket(ticket_id)))
 
     def _ticket_patch(self, request: _Request, ticket_id: str) -> dict:
         ticket = self._ticket(ticket_id)
         if request.body is _INVALID_JSON or request.body is None:
             raise ApiError(400, ["request body must be a JSON object"])
         self._patch(ticket, request.body)
-        return self._ok(_public(ticket))
+        return self._ok(self._public(ticket))
 
     def _ticket(self, ticket_id: str) -> dict:
         ticket = self._world.tickets.get(ticket_id)
@@ -488,8 +512,11 @@ class SandboxApp:
         account = world.accounts.get(ticket["accountId"] or "")
         form = next((f for f in world.forms if f["id"] == ticket["formId"]), None)
         # statusName/priorityName are implied by the docs' filter_by example.
+        # Search documents carry uid and organizationId, which tickets do not (§4.3).
         return {
-            **_public(ticket),
+            **self._public(ticket),
+            "uid": ticket["id"],
+            "organizationId": world.organization_id,
             "organizationUid": world.organization_id,
             "teamUid": ticket["teamId"],
             "formName": form["name"] if form else None,
@@ -499,9 +526,29 @@ class SandboxApp:
             "priorityName": ticket["priority"],
         }
 
+    def _public(self, ticket: dict) -> dict:
+        """A ticket as Thena answers it: the documented keys in their order, write-only
+        values only when configured to echo them, custom fields in the configured shape."""
+        keys = documented.TICKET_KEYS
+        if self.config.echo_write_only:
+            keys += documented.WRITE_ONLY
+        public = {key: copy.deepcopy(ticket.get(key)) for key in keys}
+        if self.config.custom_field_shape == "strings":
+            public["customFieldValues"] = _value_strings(ticket["customFieldValues"])
+        return public
 
-def _public(ticket: dict) -> dict:
-    return {k: v for k, v in ticket.items() if not k.startswith("_")}
+
+def _value_strings(items: list[dict]) -> list[str]:
+    """customFieldValues as the documented `string[]`: what the strings hold is
+    undocumented [?]; here each value as text, with no field id (so it cannot be mapped
+    back to the write shape)."""
+    strings = []
+    for item in items:
+        data = item.get("data") if isinstance(item, dict) else None
+        for value in data if isinstance(data, list) else [item]:
+            value = value.get("value") if isinstance(value, dict) else value
+            strings.append(value if isinstance(value, str) else json.dumps(value))
+    return strings
 
 
 def _team_item(team: dict) -> dict:

@@ -314,6 +314,9 @@ class World:
         ticket["sentiment"] = _name(self.sentiments[root], ticket["sentimentId"])
         account = self.accounts.get(ticket["accountId"] or "")
         ticket["account"] = account["name"] if account else None
+        closer = self.users.get(ticket["closedById"] or "")
+        ticket["closedBy"] = closer["name"] if closer else None
+        ticket["closedByEmail"] = closer["email"] if closer else None
         agent = self.users.get(ticket["assignedAgentId"] or "")
         ticket["assignedAgent"] = agent["name"] if agent else None
         ticket["assignedAgentEmail"] = agent["email"] if agent else None
@@ -641,7 +644,6 @@ def _tickets(rng, new_id, now: datetime, world: World, contacts: dict[str, list[
         ticket_id = new_id()
         yield {
             "id": ticket_id,
-            "uid": ticket_id,
             "ticketIdentifier": f"{team['identifier']}-{numbers[tid]}",
             "ticketId": numbers[tid],
             "title": title,
@@ -673,9 +675,7 @@ def _tickets(rng, new_id, now: datetime, world: World, contacts: dict[str, list[
             if rng.random() < 0.3
             else None,
             "sentimentId": rng.choice(world.sentiments[tid])["id"] if rng.random() < 0.6 else None,
-            "organizationId": world.organization_id,
-            # The documented sample is cut off here [?]; the editable PATCH fields follow so
-            # that a form can show their current values.
+            # Write-only (thena-api.md §3): stored, returned only by an echoing sandbox.
             "dueDate": iso(created + timedelta(days=rng.randint(2, 30)))
             if rng.random() < 0.3
             else None,

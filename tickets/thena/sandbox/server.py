@@ -66,6 +66,8 @@ class _RequestHandler(WSGIRequestHandler):
 
 class SandboxServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # A cold page opens about ten connections at once; the default backlog of 5 drops some.
+    request_queue_size = 64
     log: Callable[[str], None] | None = None
 
 

@@ -134,7 +134,14 @@ def _by_name(items, value: str, key: str, errors: list[str], label: str) -> str 
     return None
 
 
-def apply_patch(world: World, ticket: dict, body, *, proactive_channels: tuple[str, ...]) -> None:
+def apply_patch(
+    world: World,
+    ticket: dict,
+    body,
+    *,
+    proactive_channels: tuple[str, ...],
+    auto_link_field: str,
+) -> None:
     """Validate `body` completely, then apply it to `ticket`; raises ApiError."""
     if not isinstance(body, dict):
         raise ApiError(400, ["request body must be a JSON object"])
@@ -142,13 +149,14 @@ def apply_patch(world: World, ticket: dict, body, *, proactive_channels: tuple[s
     flags: dict[str, bool] = {}
     for key, value in body.items():
         spec = PATCH_FIELDS.get(key)
-        if spec is None:
-            # The auto-link flag's name is unknown (thena-api.md §2.2): any extra
-            # boolean is taken for it; anything else is refused as whitelist does.
+        if key == auto_link_field:
+            # Its real name is unknown (thena-api.md §2.2): the sandbox is told it.
             if isinstance(value, bool):
                 flags[key] = value
             else:
-                errors.append(f"property {key} should not exist")
+                errors.append(f"{key} must be a boolean value")
+        elif spec is None:
+            errors.append(f"property {key} should not exist")  # as whitelisting does
         elif value is None:
             if not spec[1]:
                 errors.append(f"{key} should not be null")
