@@ -99,9 +99,9 @@ def test_a_malformed_date_time_is_an_error_and_the_input_is_kept(edit):
 
 
 def test_clearing_a_date_time_sends_null(sandbox, load):
-    ticket = next(t for t in sandbox.tickets() if t.get("dueDate"))
+    ticket = next(t for t in sandbox.tickets() if t.get("closedAt"))
     edit = load(ticket["id"])
-    assert _changes(edit, dueDate="") == {"dueDate": None}
+    assert _changes(edit, closedAt="") == {"closedAt": None}
 
 
 def test_emails_are_checked(edit):

@@ -25,6 +25,7 @@ from tickets.thena.errors import (
     ThenaUnavailable,
     ThenaValidationError,
 )
+from tickets.thena.sandbox import SandboxConfig
 
 KEY = "sk-test-5ecret-api-key-0123456789"
 TICKET = {"id": "CT4NVX0K10YJQ3X0185THN9R6H9M3", "title": "Printer on fire", "teamId": "T1"}
@@ -965,6 +966,7 @@ def test_the_middleware_is_installed(settings):
     assert "tickets.middleware.RequestBudgetMiddleware" in settings.MIDDLEWARE
 
 
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(echo_write_only=True)], indirect=True)
 def test_lone_surrogates_from_thena_become_replacement_characters(thena, sandbox):
     ticket = sandbox.tickets()[0]
     sandbox.put_ticket(ticket["id"], title="bad \ud800 title", metadata={"k\udfff": ["\ud83d"]})

@@ -50,6 +50,9 @@ class Choices:
     forms: list[tuple[str, str]] = field(default_factory=list)
     custom_fields: list[dict] = field(default_factory=list)
     member_emails: dict[str, str] = field(default_factory=dict)  # member id -> email
+    # Lists Thena did not send, as people call them ("statuses", "custom fields"): their
+    # fields offer only the ticket's current value.
+    missing: tuple[str, ...] = ()
 
     def for_field(self, name: str) -> list[tuple[str, str]]:
         return {
@@ -76,6 +79,17 @@ CURRENT_LABELS = {
     "typeId": "type",
     "sentimentId": "sentiment",
 }
+
+WRITE_ONLY_NOTE = "Thena does not return this value; set it to change it."
+CUSTOM_READ_ONLY = (
+    "Thena sent these values in a shape that cannot be written back exactly, so they are "
+    "read-only here: edit them in Thena."
+)
+CUSTOM_MISSING = "Thena did not send this ticket's custom field values: edit them in Thena."
+CUSTOM_NO_DEFINITIONS = (
+    "Thena did not send the team's custom fields, so these values are read-only for now. "
+    "Reload to try again."
+)
 
 RESOLUTIONS = [("yours", "Yours"), ("theirs", "Theirs (now in Thena)"), ("original", "Original")]
 
@@ -343,6 +357,22 @@ class ReferenceField(forms.ChoiceField):
         return super().valid_value(value)
 
 
+def _write_only_field(spec: schema.Field) -> forms.Field:
+    """A field whose current value cannot be read: shown empty, sent only when set. A
+    box cannot be left "not set", so a yes/no is a select that starts at "not set"."""
+    field = _form_field(spec, [], None)
+    if spec.kind == "boolean":
+        field = forms.TypedChoiceField(
+            choices=[("", "— not set"), ("true", "Yes"), ("false", "No")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+            label=spec.label,
+            required=False,
+        )
+    field.help_text = f"{WRITE_ONLY_NOTE} {spec.help}".strip()
+    return field
+
+
 def _form_field(spec: schema.Field, options: list[tuple[str, str]], current) -> forms.Field:
     common = {"label": spec.label, "help_text": spec.help, "required": False}
     match spec.kind:
@@ -408,9 +438,13 @@ class TicketUpdateForm(forms.Form):
         self.choices = choices
         self.specs = schema.fields()
         self.custom_fields = [d for d in choices.custom_fields if d.get("uid")]
+        self.unreadable = wire.unreadable(ticket)
         initial = {spec.name: wire.from_ticket(spec, ticket) for spec in self.specs}
         super().__init__(data, initial=initial)
         for spec in self.specs:
+            if spec.name in self.unreadable:
+                self.fields[spec.name] = _write_only_field(spec)
+                continue
             current = ticket.get(spec.name)
             options = self._options(spec) if spec.kind == "id" else []
             field = self.fields[spec.name] = _form_field(spec, options, current)
@@ -463,6 +497,21 @@ class TicketUpdateForm(forms.Form):
         return [(current, str(label)), *listed]
 
     def _add_custom_fields(self) -> None:
+        undefined = "custom fields" in self.choices.missing
+        if undefined or not wire.cf_exact(self.ticket):
+            # Shown as read, never submitted (a disabled input is not sent).
+            raw = self.ticket.get("customFieldValues")
+            note = CUSTOM_NO_DEFINITIONS if undefined else CUSTOM_READ_ONLY
+            self.fields["customFieldValues"] = JSONInputField(
+                list,
+                label="Custom field values",
+                required=False,
+                disabled=True,
+                help_text=CUSTOM_MISSING if raw is None else note,
+            )
+            self.initial["customFieldValues"] = raw if isinstance(raw, list) else None
+            self.custom_fields = []
+            return
         by_id = {wire.cf_id(item): item for item in wire.cf_items(self.ticket)}
         for definition in self.custom_fields:
             name = CF_PREFIX + definition["uid"]
@@ -513,6 +562,16 @@ class TicketUpdateForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        # Inputs the page had but this form cannot read (a list Thena did not send this
+        # time): refuse rather than save without them.
+        unread = [n for n in self.snapshot.inputs if n not in self.fields and n in self.data]
+        if unread:
+            raise forms.ValidationError(
+                "Thena did not send what is needed to read %(names)s, so nothing was saved. "
+                "Reload the page and make that change again.",
+                code="unread",
+                params={"names": ", ".join(self.label(n) for n in unread)},
+            )
         edited = set(self.edited_inputs)
         if {"assignedAgentId", "assignedAgentEmail"} <= edited:
             agent, email = cleaned.get("assignedAgentId"), cleaned.get("assignedAgentEmail")
@@ -530,7 +589,7 @@ class TicketUpdateForm(forms.Form):
         # there (an ftp:// attachment, an over-long JSON) must not block saving the others.
         skip = set(self._inputs()) - set(self.edited_inputs)
         for name, form_field in self.fields.items():
-            if name in skip:
+            if name in skip or form_field.disabled:  # shown, never sent
                 continue
             try:
                 self.cleaned_data[name] = form_field._clean_bound_field(self[name])

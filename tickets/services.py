@@ -21,8 +21,8 @@ from .forms import CF_PREFIX, Choices, TicketUpdateForm, input_label
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
 from .models import AuditEntry, TeamScope
 from .snapshot import Snapshot, SnapshotError  # noqa: F401 - raised through here
-from .thena import schema, wire
-from .thena.client import get_client
+from .thena import schema, speccheck, wire
+from .thena.client import concurrently, get_client, request_budget
 from .thena.errors import ThenaError, ThenaNotFound
 
 PAGE_SIZE = 25
@@ -194,7 +194,39 @@ def health_check() -> dict:
         report.update(ok=False, thena=f"error: {error.user_message}")
     else:
         report["thena_ms"] = round((time.monotonic() - started) * 1000, 1)
+    # Informational: `ok` says whether the site works, not whether the flag is right.
+    report["auto_link_field"] = (
+        _auto_link_in_spec() if report["thena"] == "ok" else "unknown: Thena did not answer"
+    )
     return report
+
+
+SPEC_FLAG_KEY = "thena:spec-flag"
+SPEC_FLAG_TTL = 600  # seconds: Thena's spec changes with its releases, not per request
+SPEC_SECONDS = 3.0  # the spec is a large read; /healthz must stay quick
+
+
+def _auto_link_in_spec() -> str:
+    """Whether THENA_AUTO_LINK_FIELD is the flag Thena's live spec names; a spec that
+    cannot be read (or a cache that fails) is "unknown", never an error."""
+    try:
+        found = cache.get(SPEC_FLAG_KEY)
+        if found is None:
+            try:
+                with request_budget(SPEC_SECONDS):
+                    found = {"flag": speccheck.auto_link_flag(get_client().spec()) or ""}
+            except ThenaError as error:
+                found = {"error": error.user_message}
+            cache.set(SPEC_FLAG_KEY, found, SPEC_FLAG_TTL)
+    except Exception as error:  # /healthz must answer whatever happens here
+        return f"unknown: {type(error).__name__}"
+    if "error" in found:
+        return f"unknown: {found['error']}"
+    if found["flag"] == schema.auto_link_name():
+        return "ok"
+    if not found["flag"]:
+        return "not in Thena's spec: it names no Slack-channel flag"
+    return f"not in Thena's spec: set THENA_AUTO_LINK_FIELD={found['flag']}"
 
 
 # -- editing -----------------------------------------------------------------------------
@@ -327,27 +359,62 @@ def _members(items: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def team_choices(team_id: str) -> Choices:
+# How the page names each list of choices when Thena did not send it.
+LIST_NAMES = {
+    "statuses": "statuses",
+    "priorities": "priorities",
+    "types": "types",
+    "sentiments": "sentiments",
+    "members": "assignees",
+    "accounts": "accounts",
+    "sub_teams": "sub-teams",
+    "forms": "forms",
+    "custom_fields": "custom fields",
+}
+INCOMPLETE_TTL = 60  # seconds: choices with a list missing, for the submit of their page
+
+
+def team_choices(team_id: str, *, retry_missing: bool = True) -> Choices:
     """Everything the edit form offers for one team, cached as one entry so a warm edit
-    page costs exactly one upstream request (the ticket itself)."""
+    page costs exactly one upstream request (the ticket itself). Lists Thena did not
+    send are named in `missing`; such a set is cached briefly, and fetched again unless
+    `retry_missing` is off (a submit keeps the choices its page showed)."""
+    key = f"thena:choices:{_key_part(team_id)}"
+    choices = cache.get(key)
+    if choices is None or (choices.missing and retry_missing):
+        choices = _fetch_choices(team_id)
+        cache.set(key, choices, INCOMPLETE_TTL if choices.missing else LOOKUP_TTL)
+    return choices
 
-    def fetch() -> Choices:
-        client = get_client()
-        members = client.team_members(team_id)
-        return Choices(
-            statuses=_statuses(client.statuses(team_id)),
-            priorities=_pairs(client.priorities(team_id), "displayName", "name"),
-            types=_pairs(client.types(team_id), "name"),
-            sentiments=_pairs(client.sentiments(team_id), "displayName", "name"),
-            members=_members(members),
-            member_emails={m["id"]: m["email"] for m in members if m.get("email")},
-            accounts=_pairs(client.accounts(limit=100), "name"),
-            sub_teams=_pairs(client.sub_teams(team_id), "name"),
-            forms=_pairs(client.forms(team_id), "name"),
-            custom_fields=[f for f in client.custom_fields(team_id) if f.get("isActive", True)],
-        )
 
-    return _cached(f"choices:{_key_part(team_id)}", fetch)
+def _fetch_choices(team_id: str) -> Choices:
+    """All lists at once (a cold page waits for one round trip, not ten); one that fails
+    leaves the others."""
+    client = get_client()
+    got = concurrently(
+        {
+            "statuses": lambda: _statuses(client.statuses(team_id)),
+            "priorities": lambda: _pairs(client.priorities(team_id), "displayName", "name"),
+            "types": lambda: _pairs(client.types(team_id), "name"),
+            "sentiments": lambda: _pairs(client.sentiments(team_id), "displayName", "name"),
+            "members": lambda: client.team_members(team_id),
+            "accounts": lambda: _pairs(client.accounts(limit=100), "name"),
+            "sub_teams": lambda: _pairs(client.sub_teams(team_id), "name"),
+            "forms": lambda: _pairs(client.forms(team_id), "name"),
+            "custom_fields": lambda: [
+                f for f in client.custom_fields(team_id) if f.get("isActive", True)
+            ],
+        }
+    )
+    failed = [name for name, value in got.items() if isinstance(value, ThenaError)]
+    lists = {name: value for name, value in got.items() if name not in failed}
+    members = lists.pop("members", [])
+    return Choices(
+        **lists,
+        members=_members(members),
+        member_emails={m["id"]: m["email"] for m in members if m.get("email")},
+        missing=tuple(LIST_NAMES[name] for name in failed),
+    )
 
 
 def account_search(query: str, *, keep: str = "") -> list[tuple[str, str]]:
@@ -390,10 +457,9 @@ def ticket_edit_submitted(
     snapshot = Snapshot.load(token, ticket_id=ticket_id)
     if not _in_scope(user, snapshot.ticket.get("teamId")):
         return None
-    try:
-        choices = team_choices(snapshot.team_id)
-    except ThenaError:
-        choices = Choices()  # Thena is down: the form still shows the current values
+    # Lists Thena did not send stay missing, as the page showed them; the form still
+    # offers the current values.
+    choices = team_choices(snapshot.team_id, retry_missing=False)
     if account_id and account_id not in dict(choices.accounts):
         choices = replace(choices, accounts=_account_options(choices.accounts, account_id))
     return TicketEdit(ticket=snapshot.ticket, choices=choices, snapshot=snapshot)
@@ -552,6 +618,8 @@ def _applied(ticket: dict, body: dict, custom: dict) -> bool | None:
     specs, values = schema.field_map(), wire.ticket_values(ticket)
     checked = False
     for name, sent in body.items():
+        if name == "customFieldValues" and not wire.cf_exact(ticket):
+            continue  # custom fields read as strings cannot show what was written
         if name == "customFieldValues" and custom:
             for uid, data in custom.items():
                 if not wire.equal(wire.cf_data(ticket, uid), data):
@@ -593,17 +661,8 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     try:
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
-        audit.record_attempt(
-            action="ticket.update",
-            actor=user,
-            ticket=_ticket_ref(edit.ticket),
-            changes=_changes(snapshot.values, patch_body(snapshot.ticket, edits)),
-            request_body={},
-            outcome="failed",
-            message="Nothing was sent: could not re-read the ticket first: "
-            + (error.detail or error.user_message),
-            meta=meta,
-        )
+        reason = "could not re-read the ticket first: " + (error.detail or error.user_message)
+        _record_unsent(user, snapshot.ticket, edits, reason, meta)
         raise
     if not _in_scope(user, fresh.get("teamId")):
         ticket_update_denied(
@@ -616,13 +675,29 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
         raise OutOfScope()
     now = wire.ticket_values(fresh)
     theirs = _input_values(fresh, now)
+    if _split(edits)[1] and not wire.cf_exact(fresh):
+        reason = "the ticket's custom field values cannot be read exactly now"
+        _record_unsent(user, fresh, edits, reason, meta)
+        raise EditFailed(
+            "Thena now sends this ticket's custom field values in a shape that cannot be "
+            "written back exactly, so they were not saved, and nothing was sent. Reload the "
+            "page: custom fields are then read-only here."
+        )
+    # A write-only value cannot be compared: it is sent as set, and cannot clash.
+    hidden = wire.unreadable(fresh)
     # A value Thena already holds needs no PATCH (and is no conflict).
-    edits = {name: value for name, value in edits.items() if not wire.equal(theirs(name), value)}
-    moved = {name for name in edits if not wire.equal(theirs(name), seen(name))}
-    body = patch_body(fresh, edits)
+    edits = {
+        name: value
+        for name, value in edits.items()
+        if name in hidden or not wire.equal(theirs(name), value)
+    }
+    moved = {
+        name for name in edits if name not in hidden and not wire.equal(theirs(name), seen(name))
+    }
     custom = _split(edits)[1]
+    body = patch_body(fresh, edits)
     kept = [
-        _label(name)
+        field_label(name)
         for name, value in now.items()
         if not wire.equal(value, snapshot.values.get(name)) and name not in body
     ]
@@ -632,7 +707,7 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
             action="ticket.update",
             actor=user,
             ticket=_ticket_ref(fresh),
-            changes=_changes(now, body),
+            changes=_changes(now, body, hidden),
             request_body=body,
             outcome=outcome,
             message=message,
@@ -679,6 +754,24 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     return _settle(sent, _read_back(client, edit.ticket_id), reason, True, 200)
 
 
+def _record_unsent(user, ticket: dict, edits: dict, reason: str, meta) -> None:
+    """An attempt that ended before the PATCH: what the user asked for, nothing sent."""
+    hidden = wire.unreadable(ticket)
+    if not wire.cf_exact(ticket):
+        hidden |= {"customFieldValues"}
+    changes = _changes(wire.ticket_values(ticket), patch_body(ticket, edits), hidden)
+    audit.record_attempt(
+        action="ticket.update",
+        actor=user,
+        ticket=_ticket_ref(ticket),
+        changes=changes,
+        request_body={},
+        outcome="failed",
+        message=f"Nothing was sent: {reason}.",
+        meta=meta,
+    )
+
+
 GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
@@ -720,7 +813,7 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
     """The outcome of a PATCH whose answer did not show it, from one read-back: applied
     is "succeeded"; untouched since the re-read, after Thena finished with the request,
     is "failed"; anything else stays "unknown"."""
-    applied = now is not None and _applied(now, sent.body, sent.custom)
+    applied = _applied(now, sent.body, sent.custom) if now is not None else False
     unchanged = now is not None and now.get("updatedAt") == sent.fresh.get("updatedAt")
     if applied:
         sent.record("succeeded", status, f"{reason} Reading the ticket back shows the change.", now)
@@ -737,18 +830,27 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
         found = "the ticket could not be read back to check"
     elif unchanged:
         found = "the ticket does not show it yet, but the change may still arrive"
+    elif applied is None:  # only write-only values were sent
+        found = "the ticket has changed since, but Thena does not return the values sent"
     else:
         found = "the ticket has changed since, but not to the values sent"
     sent.record("unknown", status, f"{reason} Read back: {found}.", now)
     raise OutcomeUnknown(sent.entry, found)
 
 
-def _label(name: str) -> str:
+def field_label(name: str) -> str:
     return input_label([], name)
 
 
-def _changes(before: dict, body: dict) -> dict:
-    return {name: {"before": before.get(name), "after": value} for name, value in body.items()}
+def _changes(before: dict, body: dict, unreadable: frozenset[str]) -> dict:
+    """Each sent field's before and after; a write-only field has no "before" (it could
+    not be read), which is not the same as an empty one."""
+    changes = {}
+    for name, value in body.items():
+        changes[name] = {"after": value}
+        if name not in unreadable:
+            changes[name]["before"] = before.get(name)
+    return changes
 
 
 def _ms(started: float) -> int:
@@ -770,7 +872,7 @@ def ticket_history(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem
     entries = AuditEntry.objects.filter(visible_to(user_team_scope(user)))
     entries = entries.for_ticket(ticket_id).with_current_outcome()[:limit]
     return [
-        HistoryItem(entry, entry.current_outcome, [_label(name) for name in entry.changes])
+        HistoryItem(entry, entry.current_outcome, [field_label(name) for name in entry.changes])
         for entry in entries
     ]
 

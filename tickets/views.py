@@ -88,6 +88,10 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
         ),
     }
     if conflict:
+        # Write-only values cannot be compared, so no conflict on them can be seen.
+        context["unprotected"] = [
+            form.label(name) for name in form.edited_inputs if name in form.unreadable
+        ]
         context["conflict_rows"] = [
             {
                 "label": field.label,
@@ -187,6 +191,13 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
         messages.info(request, "Nothing changed, so nothing was sent to Thena.")
     else:
         messages.success(request, f"Saved {len(result.sent)} change(s) to Thena.")
+        unread = [services.field_label(n) for n in result.sent if n in form.unreadable]
+        if unread:
+            messages.info(
+                request,
+                "Thena does not return " + ", ".join(unread) + ", so the form shows it empty "
+                "again; the audit log keeps what you set.",
+            )
     if result.kept_upstream:
         messages.warning(
             request,

@@ -421,6 +421,7 @@ class FieldChange:
     after: str
     diff: list[tuple[str, str]]  # (same|del|ins, text) for long text, else empty
     code: bool  # JSON: show in a monospace block
+    before_readable: bool = True  # False for a write-only field (no "before" recorded)
 
 
 @dataclass(frozen=True)
@@ -451,7 +452,7 @@ def audit_entry_detail(*, pk: int, team_ids: frozenset[str] | None = None) -> Au
 
 
 def _field_change(name: str, field: schema.Field | None, change: Any) -> FieldChange:
-    change = change if isinstance(change, dict) else {"after": change}
+    change = change if isinstance(change, dict) else {"before": None, "after": change}
     before, after = change.get("before"), change.get("after")
     code = isinstance(before, dict | list) or isinstance(after, dict | list)
     diff = []
@@ -460,7 +461,8 @@ def _field_change(name: str, field: schema.Field | None, change: Any) -> FieldCh
         if long or (field and field.kind == "text"):
             diff = _word_diff(before, after)
     label = field.label if field else name
-    return FieldChange(name, label, _shown(before), _shown(after), diff, code)
+    readable = "before" in change
+    return FieldChange(name, label, _shown(before), _shown(after), diff, code, readable)
 
 
 def _word_diff(before: str, after: str) -> list[tuple[str, str]]:

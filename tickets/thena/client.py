@@ -12,7 +12,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,6 +76,26 @@ def budget_remaining() -> float | None:
     """Seconds left of the current budget (may be <= 0); None when there is none."""
     deadline = _deadline.get()
     return None if deadline is None else deadline - time.monotonic()
+
+
+# Shared by every request of the process, so lookups in flight stay well under the
+# pool's max_connections however many requests want them at once.
+_side_by_side = ThreadPoolExecutor(max_workers=10, thread_name_prefix="thena")
+
+
+def concurrently[T](calls: dict[str, Callable[[], T]]) -> dict[str, T | ThenaError]:
+    """Run `calls` at the same time, each in a copy of the caller's context (so the
+    request's budget holds in the worker threads). A call's ThenaError is its result;
+    any other exception is raised. The calls must not use the database: a worker thread
+    would open a connection of its own and never close it."""
+    futures = {name: _side_by_side.submit(copy_context().run, call) for name, call in calls.items()}
+    results: dict[str, T | ThenaError] = {}
+    for name, future in futures.items():
+        try:
+            results[name] = future.result()
+        except ThenaError as error:
+            results[name] = error
+    return results
 
 
 @dataclass(frozen=True)
@@ -260,17 +281,30 @@ class ThenaClient:
         """Proves that Thena answers and accepts the key; no retries, so it fails fast."""
         self._request("GET", "/v1/teams", retries=0)
 
+    def spec(self) -> dict:
+        """Thena's OpenAPI document (GET /swagger-json), as given; no retries, as ping.
+        It has no envelope: `_unwrap` passes a bare object through."""
+
+        def check(data: Any) -> str:
+            openapi = isinstance(data, dict) and isinstance(data.get("paths"), dict)
+            return "" if openapi else "expected an OpenAPI document"
+
+        return self._request("GET", "/swagger-json", retries=0, check=check)
+
     def _all_pages(self, path: str, params: dict) -> list[dict]:
         # Lists carry no total: a short page is the last one (thena-api.md §4.2, §7.6).
-        items: list[dict] = []
+        # A server that ignores `page` sends the same rows again: rows are kept once by
+        # id, and a page with nothing new ends the list too (§10).
+        items: dict[str, dict] = {}
         for page in range(_LOOKUP_MAX_PAGES):
             rows = _list(
                 self._request("GET", path, params={**params, "page": page, "limit": _LOOKUP_PAGE})
             )
-            items.extend(rows)
-            if len(rows) < _LOOKUP_PAGE:
+            new = {_row_key(row): row for row in rows if _row_key(row) not in items}
+            items.update(new)
+            if len(rows) < _LOOKUP_PAGE or not new:
                 break
-        return items
+        return list(items.values())
 
     # The one private door
 
@@ -561,6 +595,12 @@ def _list(data: Any) -> list[dict]:
             detail=f"expected a list of objects, got {type(data).__name__}",
         )
     return data
+
+
+def _row_key(row: dict) -> str:
+    """What makes a listed row the same row on another page: its id (a custom field has
+    only a uid), else the whole row."""
+    return str(row.get("id") or row.get("uid") or repr(row))
 
 
 def _search_page(result: Any, page: int) -> SearchPage:

@@ -202,5 +202,11 @@ def field_map() -> dict[str, Field]:
     return {f.name: f for f in fields()}
 
 
+def holds_value(spec: Field) -> bool:
+    """Whether a field sets a value the ticket keeps (not a name to look up, not the
+    auto-link flag, which asks Thena to do something)."""
+    return spec.kind != "name" and spec.name != auto_link_name()
+
+
 def auto_link_field() -> Field:
     return replace(next(f for f in _FIELDS if f.name == AUTO_LINK), name=auto_link_name())

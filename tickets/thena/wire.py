@@ -86,8 +86,11 @@ def to_json(spec: schema.Field, value):
 
 
 def from_ticket(spec: schema.Field, ticket: dict):
-    """The Python value a form field starts from, read from a ticket object."""
-    raw = ticket.get(spec.name)
+    """The Python value a form field starts from, read from a ticket object (None, an
+    empty input, when the object does not carry the field)."""
+    if spec.name not in ticket:
+        return None
+    raw = ticket[spec.name]
     match spec.kind:
         case "datetime":
             return _shown_moment(raw)
@@ -105,11 +108,27 @@ def from_ticket(spec: schema.Field, ticket: dict):
             return raw if isinstance(raw, str) else None
 
 
+def unreadable(ticket: dict) -> frozenset[str]:
+    """The write-only fields of `ticket`: the value fields its object does not carry
+    (thena-api.md §3). Their current value cannot be shown, compared or recorded.
+    customFieldValues is not one of them: custom fields have rules of their own
+    (`cf_exact`)."""
+    return frozenset(
+        spec.name
+        for spec in schema.fields()
+        if spec.name not in ticket and spec.name != "customFieldValues" and schema.holds_value(spec)
+    )
+
+
 def ticket_values(ticket: dict) -> dict:
-    """Every field's PATCH JSON as the ticket object holds it, normalised for comparing
-    (date-times to UTC milliseconds), so two reads of an unchanged ticket are equal."""
+    """Every readable field's PATCH JSON as the ticket object holds it, normalised for
+    comparing (date-times to UTC milliseconds), so two reads of an unchanged ticket are
+    equal. Write-only fields have no value to compare and are left out."""
     values = {}
+    hidden = unreadable(ticket)
     for spec in schema.fields():
+        if spec.name in hidden:
+            continue
         if spec.kind == "datetime":
             values[spec.name] = _moment(ticket.get(spec.name))
         else:
@@ -178,6 +197,18 @@ def cf_values(item: dict) -> list:
     if isinstance(data, list):
         return [d.get("value") if isinstance(d, dict) else d for d in data]
     return [item["value"]] if "value" in item else []
+
+
+def cf_exact(ticket: dict) -> bool:
+    """Whether the ticket's custom-field values were read in the shape they are written
+    (an id and a `data` list each, written back as read). Thena documents them as strings
+    (thena-api.md §3): then they cannot be written back, and one edited value must not
+    rebuild the whole list from values never read."""
+    raw = ticket.get("customFieldValues")
+    return isinstance(raw, list) and all(
+        isinstance(item, dict) and cf_id(item) is not None and isinstance(item.get("data"), list)
+        for item in raw
+    )
 
 
 def cf_items(ticket: dict) -> list[dict]:
