@@ -186,6 +186,8 @@ def test_every_list_failing_still_shows_the_ticket_and_its_form(manager_client, 
     assert {name for _, name, _ in LISTS} == set(services.LIST_NAMES.values())  # all here
     assert page.status_code == 200
     assert set(page.context["edit"].choices.missing) == {name for _, name, _ in LISTS}
+    assert f"{NOTE} statuses, priorities, types, " in page.content.decode()
+    assert " forms and custom fields; " in page.content.decode()
     assert dict(form_data(page.content.decode()))["statusId"] == ticket["statusId"]
 
 
@@ -243,5 +245,7 @@ def test_the_request_budget_bounds_lookups_in_worker_threads(manager_client, set
     assert elapsed < 1.0 + 1.0  # slack: rendering, a loaded machine
     assert page.status_code == 200
     assert set(page.context["edit"].choices.missing) == {name for _, name, _ in LISTS}
+    assert f"{NOTE} statuses, priorities, types, " in page.content.decode()
+    assert " forms and custom fields; " in page.content.decode()
     assert NOTE in page.content.decode()
     assert len(sent) == len(set(sent))  # no list was asked for twice: no retry past the deadline

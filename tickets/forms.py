@@ -52,7 +52,13 @@ class Choices:
     member_emails: dict[str, str] = field(default_factory=dict)  # member id -> email
     # Lists Thena did not send, as people call them ("statuses", "custom fields"): their
     # fields offer only the ticket's current value.
-    missing: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # lists Thena did not send, as the page names them
+
+    @property
+    def missing_text(self) -> str:
+        """The missing lists in words: "statuses", "statuses and assignees"."""
+        *rest, last = self.missing
+        return f"{', '.join(rest)} and {last}" if rest else last
 
     def for_field(self, name: str) -> list[tuple[str, str]]:
         return {

@@ -50,3 +50,31 @@
     }
   });
 })();
+
+// A field checked inline is replaced by the server's answer. An answer about a value the
+// user has changed since is dropped, so it cannot put the older value back (the newer
+// value is checked by the request its own change queued).
+(function () {
+  var FIELD = ".field[hx-post]";
+  var edits = new WeakMap();
+
+  function field(node) {
+    return node && node.closest ? node.closest(FIELD) : null;
+  }
+  function count(event) {
+    var target = field(event.target);
+    if (target) edits.set(target, (edits.get(target) || 0) + 1);
+  }
+  // Capture: counted before htmx, listening on the field, sends the request.
+  document.addEventListener("input", count, true);
+  document.addEventListener("change", count, true);
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var target = event.detail.elt;
+    if (target.matches && target.matches(FIELD)) target.dataset.checked = edits.get(target) || 0;
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.elt;
+    if (!target.matches || !target.matches(FIELD)) return;
+    if (String(edits.get(target) || 0) !== target.dataset.checked) event.detail.shouldSwap = false;
+  });
+})();
