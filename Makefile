@@ -13,8 +13,10 @@ $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed (see .python-version)"'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+# Development and tests: the production lock plus the dev tools (requirements-dev.lock).
+# A production install takes requirements.lock alone.
+$(VENV)/.installed: requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	touch $@
 
 setup: $(VENV)/.installed
@@ -51,10 +53,12 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Re-pin after changing pyproject.toml.
+# Re-pin both locks after changing pyproject.toml.
+UV_VERSION := 0.13.9
 lock: setup
-	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --group dev --python-version 3.12 --generate-hashes -o requirements.lock
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.12 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --group dev --python-version 3.12 --generate-hashes -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
