@@ -100,7 +100,7 @@ def fill(count: int) -> None:
     if have < count:
         print(f"Seeding {count - have} audit entries (have {have}); this takes a few minutes…")
         started = time.perf_counter()
-        call_command("seed_audit", count=count - have, batch=10_000)
+        call_command("seed_audit", count=count - have, batch=10_000, force=True)
         print(f"Seeded in {time.perf_counter() - started:.0f} s.")
 
 

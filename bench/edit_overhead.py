@@ -182,7 +182,11 @@ def bench(args, tmp: Path, procs: list) -> None:
     sandbox_log, web_log = tmp / "sandbox.log", tmp / "gunicorn.log"
     sandbox_cmd = ["manage.py", "thena_sandbox", "--port", str(sandbox_port)]
     procs.append(start([py, *sandbox_cmd, "--latency-ms", str(args.latency_ms)], env, sandbox_log))
-    for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
+    for command in (
+        ["migrate", "--noinput"],
+        ["seed_demo", "--force"],
+        ["collectstatic", "--noinput"],
+    ):
         run([py, "manage.py", *command], env)
     gunicorn = ["-m", "gunicorn", "thena_admin.wsgi", "-b", f"127.0.0.1:{web_port}"]
     gunicorn += ["--workers", "2", "--threads", "4", "--graceful-timeout", "5"]

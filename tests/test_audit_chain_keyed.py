@@ -406,7 +406,7 @@ def test_a_legacy_only_log_verifies_and_says_so(db):
 
 def test_seed_audit_anchors_a_legacy_log(db):
     write_legacy_log(2)
-    call_command("seed_audit", count=20, batch=7, stdout=StringIO())
+    call_command("seed_audit", count=20, batch=7, force=True, stdout=StringIO())
 
     result = verify_chain()
     assert (result.ok, result.legacy_rows) == (True, 2)

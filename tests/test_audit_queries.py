@@ -262,7 +262,7 @@ def test_cursor_round_trips_and_garbage_decodes_to_none(clock, mia):
 
 
 def test_pages_and_counts_match_a_plain_scan_for_every_filter_on_seeded_data():
-    call_command("seed_audit", count=400, batch=97, days=20, seed=3, stdout=StringIO())
+    call_command("seed_audit", count=400, batch=97, days=20, seed=3, force=True, stdout=StringIO())
     actor = AuditEntry.objects.first().actor
     write(actor, settle=["unknown"])  # real writes continue the seeded chain
     write(actor)
@@ -516,7 +516,7 @@ def test_daily_counts_reuse_closed_days_and_count_today_live(clock, mia, django_
 
 def test_seed_audit_continues_the_chain_with_realistic_entries(mia):
     real = write(mia)
-    call_command("seed_audit", count=300, batch=128, days=90, stdout=StringIO())
+    call_command("seed_audit", count=300, batch=128, days=90, force=True, stdout=StringIO())
 
     assert verify_chain().ok
     ids = [

@@ -6,7 +6,7 @@ from django.test import RequestFactory
 
 @pytest.mark.django_db
 def test_seed_demo_creates_users_once_and_prints_credentials(capsys):
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     first = capsys.readouterr().out
     assert "manager" in first and "thena-manager-demo" in first
     request = RequestFactory().post("/accounts/login/")
@@ -19,7 +19,7 @@ def test_seed_demo_creates_users_once_and_prints_credentials(capsys):
     assert auditor.has_perm("tickets.view_auditentry")
     assert get_user_model().objects.get(username="admin").is_superuser
 
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     again = capsys.readouterr().out
     assert "exists" in again
     assert get_user_model().objects.filter(username="manager").count() == 1

@@ -3,8 +3,9 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-# The only pages anyone may see without logging in.
-PUBLIC = {"login", "healthz", "admin:login"}
+# The only pages anyone may see without logging in (/metrics has its own gate: a token,
+# or loopback only; tests/test_observability.py).
+PUBLIC = {"login", "healthz", "healthz_live", "admin:login", "metrics"}
 
 
 def _walk(patterns, prefix="", namespace=""):

@@ -9,7 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 from django.db import connection
+from django.test import Client
 
+from tests.conftest import PASSWORD
+from tests.test_observability import json_log
 from tests.util import submitted
 from tickets.models import AuditEntry, AuditOutcome
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
@@ -141,3 +144,42 @@ def test_the_key_can_come_from_a_file(tmp_path):
     assert result.returncode != 0
     assert "THENA_API_KEY_FILE" in result.stderr
     assert KEY not in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_json_log_of_a_login_and_edits_holds_no_key_password_or_session(manager, sandbox):
+    sandbox.config.api_key = KEY
+    transport = _Faults(sandbox)
+    set_client(ThenaClient(SANDBOX_BASE_URL, KEY, transport=transport, sleep=lambda s: None))
+    browser = Client(enforce_csrf_checks=True)
+    ticket = next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
+    url = f"/tickets/{ticket['id']}/"
+
+    def post(path, data):
+        token = browser.cookies["csrftoken"].value
+        return browser.post(path, {**data, "csrfmiddlewaretoken": token})
+
+    with json_log(logging.DEBUG) as lines:
+        browser.get("/accounts/login/")
+        assert (
+            post("/accounts/login/", {"username": "manager", "password": "wrong-pw-1"}).status_code
+            == 200
+        )
+        assert (
+            post("/accounts/login/", {"username": "manager", "password": PASSWORD}).status_code
+            == 302
+        )
+        form = browser.get(url).context["form"]
+        assert post(url, submitted(form, title="ok")).status_code == 302
+        form = browser.get(url).context["form"]
+        transport.patch_failure = 400  # an upstream that echoes the key
+        post(url, submitted(form, title="refused"))
+    text = lines[-1]["raw"]
+
+    events = {line.get("event") for line in lines}
+    assert {"thena_call", "audit_outcome", "request_finished"} <= events  # it did log
+    assert "[redacted]" in text  # the echo reached the log, redacted
+    session = browser.cookies["sessionid"].value
+    csrf = browser.cookies["csrftoken"].value
+    for secret in (KEY.lower(), PASSWORD, "wrong-pw-1", session, csrf):
+        assert secret.lower() not in text.lower()

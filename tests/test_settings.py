@@ -68,6 +68,8 @@ def test_check_deploy_is_clean_with_production_settings():
         DJANGO_HTTPS="true",
         DJANGO_ALLOWED_HOSTS="admin.example.com",
         DJANGO_CSRF_TRUSTED_ORIGINS="https://admin.example.com",
+        THENA_API_BASE_URL="https://platform.thena.ai",
+        DATABASE_URL="postgres://thena:secret@db.invalid:5432/thena_admin",  # not connected
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
@@ -90,8 +92,10 @@ def _settings(monkeypatch, **env: str) -> dict:
     for name in list(os.environ):
         if name.startswith(("DJANGO_", "THENA_", "AUDIT_")) or name == "DATABASE_URL":
             monkeypatch.delenv(name)
+    env = {"DJANGO_SECRET_KEY": "s" * 50, "AUDIT_HMAC_KEY": "a" * 50, **env}
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        if value is not None:  # None: leave it unset
+            monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "thena_admin" / "settings.py"))
 
 
@@ -161,6 +165,22 @@ def test_bad_values_are_refused_with_a_message_naming_them(monkeypatch, env, mes
     with pytest.raises(ImproperlyConfigured) as refused:
         _settings(monkeypatch, **env)
     assert message in str(refused.value)
+
+
+def test_secret_key_fallbacks_come_from_the_variable_or_its_file(monkeypatch, tmp_path):
+    assert _settings(monkeypatch)["SECRET_KEY_FALLBACKS"] == []
+    values = _settings(monkeypatch, DJANGO_SECRET_KEY_FALLBACKS=" older-key , old-key,")
+    assert values["SECRET_KEY_FALLBACKS"] == ["older-key", "old-key"]
+    path = tmp_path / "fallbacks"
+    path.write_text("older-key\nold-key\n")
+    values = _settings(monkeypatch, DJANGO_SECRET_KEY_FALLBACKS_FILE=str(path))
+    assert values["SECRET_KEY_FALLBACKS"] == ["older-key", "old-key"]
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY_FALLBACKS_FILE, not both"):
+        _settings(
+            monkeypatch,
+            DJANGO_SECRET_KEY_FALLBACKS="old-key",
+            DJANGO_SECRET_KEY_FALLBACKS_FILE=str(path),
+        )
 
 
 def test_login_lockouts_count_the_pair_and_the_address(settings):

@@ -1,7 +1,6 @@
 """Settings for thena-admin, read from the environment only (see .env.example)."""
 
 import os
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,16 +39,12 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# pytest (8.2+) sets PYTEST_VERSION for the whole session.
-TESTING = "PYTEST_VERSION" in os.environ
 
 
 def _secret_key() -> str:
     key = os.getenv("DJANGO_SECRET_KEY", "").strip()
     if key:
         return key
-    if TESTING:
-        return get_random_secret_key()
     if DEBUG:
         # The demo keeps one generated key on disk so sessions survive runserver reloads.
         path = BASE_DIR / ".demo-secret-key"
@@ -74,10 +69,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "axes",
+    "django_tasks_db",
     "tickets",
 ]
 
 MIDDLEWARE = [
+    "tickets.observability.RequestIdMiddleware",  # first: every answer carries the id
+    "tickets.middleware.HealthCheckMiddleware",  # before anything reads the Host header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,6 +83,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication, so its request_started line knows the user.
+    "django_structlog.middlewares.RequestMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -128,29 +128,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    if TESTING:
-        # A file, not Django's shared in-memory test database: a live server's threads
-        # then each get their own connection, as in production, instead of interleaving
-        # queries on one (sqlite3.InterfaceError when a browser sends two requests at once).
-        DATABASES["default"]["TEST"] = {
-            "NAME": os.path.join(tempfile.gettempdir(), f"thena-admin-test-{os.getpid()}.sqlite3")
-        }
 
 # The cache (Thena lookups, tickets' teams, audit chart counts) is shared by every process:
 # the database by default (its table is made by a migration), Redis with
 # CACHE_URL=redis://host:6379/0 (rediss:// for TLS; needs redis-py installed, which the
-# lock file leaves out). Tests without CACHE_URL use a per-process cache (conftest clears
-# it around every test, also those without a database).
+# lock file leaves out).
 CACHE_TABLE = "thena_admin_cache"  # made by the tickets migration 0006_cache_table
 
 
-def cache_backend(url: str, *, testing: bool = False) -> dict:
+def cache_backend(url: str) -> dict:
     """The default cache for CACHE_URL `url`: empty is the database, redis:// or
     rediss:// is Redis; anything else is refused."""
     url = url.strip()
     if not url:
-        if testing:
-            return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
     if url.split("://", 1)[0].lower() in ("redis", "rediss") and "://" in url:
         return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
@@ -159,7 +149,17 @@ def cache_backend(url: str, *, testing: bool = False) -> dict:
     )
 
 
-CACHES = {"default": {**cache_backend(os.getenv("CACHE_URL", ""), testing=TESTING), "TIMEOUT": 300}}
+CACHES = {"default": {**cache_backend(os.getenv("CACHE_URL", "")), "TIMEOUT": 300}}
+
+# Background work (tickets/tasks.py) is queued in the database, so every instance on one
+# database shares one durable queue; `manage.py db_worker` runs it (tests too: they run
+# the worker's loop in-process).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Minutes between two sweeps that settle pending and unknown audit entries
+# (tickets.tasks.reconcile_sweep; started by `manage.py schedule_reconcile`).
+AUDIT_RECONCILE_MINUTES = env_float("AUDIT_RECONCILE_MINUTES", 5.0)
+if not 0 < AUDIT_RECONCILE_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured("AUDIT_RECONCILE_MINUTES must be more than 0, at most 1440.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -167,9 +167,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-if TESTING:
-    # PBKDF2 at full strength makes every test login slow; tests need no strong hashes.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while locked out
     "django.contrib.auth.backends.ModelBackend",
@@ -205,7 +202,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG or TESTING
+            if DEBUG
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
@@ -268,6 +265,14 @@ THENA_REQUEST_BUDGET_SECONDS = env_float("THENA_REQUEST_BUDGET_SECONDS", 20.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.
 THENA_AUTO_LINK_FIELD = os.getenv("THENA_AUTO_LINK_FIELD", "").strip() or "autoLinkSlackChannel"
+# The in-process sandbox lives in one process: served by several (gunicorn workers, or
+# instances sharing a PostgreSQL database) each would have its own Thena, so the server
+# refuses to start that way (tickets/checks.py, gunicorn.conf.py) unless this says a
+# test or demo knows it.
+THENA_ALLOW_IN_PROCESS_SANDBOX = env_bool("THENA_ALLOW_IN_PROCESS_SANDBOX", False)
+# `check --deploy` refuses SQLite and the in-process sandbox with DJANGO_DEBUG off, unless
+# this says the deployment is a demo.
+THENA_DEMO_DEPLOY = env_bool("THENA_DEMO_DEPLOY", False)
 
 # The audit log's MAC key (HMAC-SHA256 over every row, tickets/audit/chain.py), kept outside
 # the database so that database access alone cannot forge the chain. Rotation: the new key
@@ -297,8 +302,6 @@ def _audit_secret(name: str) -> str:
 def _audit_hmac_key() -> str:
     key = _audit_secret("AUDIT_HMAC_KEY")
     if not key:
-        if TESTING:
-            return get_random_secret_key()
         if not DEBUG:
             raise ImproperlyConfigured(
                 "AUDIT_HMAC_KEY or AUDIT_HMAC_KEY_FILE must be set when DJANGO_DEBUG is off "
@@ -324,15 +327,38 @@ AUDIT_HMAC_OLD_KEYS = [
     for key in _audit_secret("AUDIT_HMAC_OLD_KEYS").replace("\n", ",").split(",")
     if key.strip()
 ]
+# Rotating DJANGO_SECRET_KEY: earlier keys here (comma-separated; in the file commas or one
+# per line) keep what they signed (sessions, edit forms' snapshots) valid until removed.
+SECRET_KEY_FALLBACKS = [
+    key.strip()
+    for key in _audit_secret("DJANGO_SECRET_KEY_FALLBACKS").replace("\n", ",").split(",")
+    if key.strip()
+]
 
+# Logs: one JSON object a line on stderr (tickets/observability.py), with timestamp,
+# level, logger, event, request_id and user_id. Django's own loggers get the same
+# handler instead of its plain-text ones.
+LOG_LEVEL = os.getenv("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"json": {"()": "tickets.observability.json_formatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "tickets": {"level": os.getenv("DJANGO_LOG_LEVEL", "INFO")},
-        "httpx": {"level": "WARNING"},
+        "tickets": {"level": LOG_LEVEL},
+        "django_structlog": {"level": LOG_LEVEL},
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "httpx": {"level": "WARNING"},  # its INFO line has the full URL, query included
     },
 }
+# django-structlog: our request id (its own would be a second one), never the caller's
+# X-Correlation-ID, and the IP only as the audit log reads it (behind DJANGO_PROXY_COUNT).
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = False
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_CORRELATION_ID = False
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
+
+# /metrics (Prometheus): with a token, only `Authorization: Bearer <token>`; without,
+# only direct requests from this host (loopback, through no proxy). Anything else is 404.
+METRICS_TOKEN = os.getenv("METRICS_TOKEN", "").strip()

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from tickets import metrics
 from tickets import views as ticket_views
 from tickets.auth_forms import AdminLoginForm, LoginForm
 
@@ -19,7 +20,10 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Also served by tickets.middleware.HealthCheckMiddleware, whatever the Host header.
     path("healthz", ticket_views.healthz, name="healthz"),
+    path("healthz/live", ticket_views.healthz_live, name="healthz_live"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("tickets/", include("tickets.urls")),
     path("audit/", include("tickets.audit_urls")),
     path("admin/", admin.site.urls),

@@ -4,6 +4,7 @@ import zoneinfo
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from .thena.client import request_budget
@@ -58,3 +59,26 @@ class RequestBudgetMiddleware:
             return self.get_response(request)
         with request_budget(seconds):
             return self.get_response(request)
+
+
+class HealthCheckMiddleware:
+    """Serves /healthz and /healthz/live before any middleware that reads the Host header
+    (SecurityMiddleware's HTTPS redirect, CommonMiddleware, CSRF): a load balancer probes
+    by IP address, which ALLOWED_HOSTS would answer with 400, and over plain HTTP, which
+    DJANGO_HTTPS would redirect. No session, login or messages either. In MIDDLEWARE right
+    after RequestIdMiddleware, which reads no host."""
+
+    PATHS = frozenset({"/healthz", "/healthz/live"})
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        request.resolver_match = match  # the metrics label requests by route name
+        return match.func(request, *match.args, **match.kwargs)

@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from . import audit, locks
+from .audit.chain import AlreadySettled
 from .audit.queries import visible_to
 from .forms import CF_PREFIX, Choices, TicketUpdateForm, input_label
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
@@ -28,6 +30,11 @@ from .thena.errors import ThenaError, ThenaNotFound
 PAGE_SIZE = 25
 NO_TEAMS = "Your account is not allowed to see any team yet. Ask your administrator."
 LOOKUP_TTL = 300  # seconds: teams, statuses, members... change rarely
+# Reconciliation leaves younger edits alone: their PATCH may still be in flight (well over
+# THENA_REQUEST_BUDGET_SECONDS); a lost edit is looked at again after this long.
+IN_FLIGHT_SECONDS = 60
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -180,24 +187,88 @@ def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> T
     return TicketPage(rows, teams, team_id, query, page, has_next)
 
 
+# Thena's health is probed at most once per HEALTH_EVERY seconds for the whole deployment
+# (the result is in the shared cache), by one process at a time, within HEALTH_SECONDS:
+# load balancers probing every few seconds from many places cost Thena almost nothing,
+# and a slow Thena never makes /healthz slow for more than the one probe that runs.
+HEALTH_KEY = "health:thena"
+HEALTH_RUNNING_KEY = "health:thena:running"
+HEALTH_EVERY = 30  # seconds between probes
+HEALTH_SECONDS = 2.0  # the probe's budget, the spec read included
+HEALTH_KEEP = 600  # an older result still answers while the next probe runs
+
+
+def health_live() -> dict:
+    """The process answers and its database does: no Thena, no cache, no write."""
+    database = _database_health()
+    ok = database == "ok"
+    return {"status": "ok" if ok else "down", "ok": ok, "database": database}
+
+
 def health_check() -> dict:
-    report: dict = {"ok": True, "database": "ok", "thena": "ok"}
+    """The database (`ok` is False only when it is down) and Thena as last probed: a
+    Thena that does not answer makes the status "degraded", not the site down."""
+    database = _database_health()
+    thena = _thena_health()
+    ok = database == "ok"
+    status = ("ok" if thena["thena"] == "ok" else "degraded") if ok else "down"
+    return {"status": status, "ok": ok, "database": database, **thena}
+
+
+def _database_health() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as error:  # any failure at all means the database is down
-        report.update(ok=False, database=f"error: {type(error).__name__}")
-    started = time.monotonic()
+        return f"error: {type(error).__name__}"
+    return "ok"
+
+
+def _thena_health() -> dict:
+    """The last probe's result, probing first when it is older than HEALTH_EVERY and no
+    other process is probing already."""
     try:
-        get_client().ping()
-    except ThenaError as error:
-        report.update(ok=False, thena=f"error: {error.user_message}")
-    else:
-        report["thena_ms"] = round((time.monotonic() - started) * 1000, 1)
-    # Informational: `ok` says whether the site works, not whether the flag is right.
-    report["auto_link_field"] = (
-        _auto_link_in_spec() if report["thena"] == "ok" else "unknown: Thena did not answer"
-    )
+        last = cache.get(HEALTH_KEY)
+        if last is not None and time.time() - last["at"] < HEALTH_EVERY:
+            return last["report"]
+        # One probe at a time in the whole deployment; the key outlives a crashed prober
+        # by a few seconds only.
+        if not cache.add(HEALTH_RUNNING_KEY, True, HEALTH_SECONDS + 5):
+            return last["report"] if last is not None else _unprobed("the first check is running")
+    except Exception as error:  # the cache (the database by default) is down
+        return _unprobed(f"the cache is unreachable ({type(error).__name__})")
+    try:
+        report = _probe_thena()
+        cache.set(HEALTH_KEY, {"at": time.time(), "report": report}, HEALTH_KEEP)
+    except Exception as error:  # /healthz answers whatever happens
+        return _unprobed(f"the check failed ({type(error).__name__})")
+    finally:
+        with contextlib.suppress(Exception):
+            cache.delete(HEALTH_RUNNING_KEY)
+    return report
+
+
+def _unprobed(why: str) -> dict:
+    unknown = f"unknown: {why}"
+    return {"thena": unknown, "checked_at": None, "auto_link_field": unknown}
+
+
+def _probe_thena() -> dict:
+    checked_at = datetime.now(UTC)
+    started = time.monotonic()
+    report: dict = {"thena": "ok"}
+    with request_budget(HEALTH_SECONDS):
+        try:
+            get_client().ping()
+        except ThenaError as error:
+            report["thena"] = f"error: {error.user_message}"
+        else:
+            report["thena_ms"] = round((time.monotonic() - started) * 1000, 1)
+        # Informational: the status says whether the site works, not whether the flag is right.
+        report["auto_link_field"] = (
+            _auto_link_in_spec() if report["thena"] == "ok" else "unknown: Thena did not answer"
+        )
+    report["checked_at"] = checked_at.isoformat(timespec="seconds").replace("+00:00", "Z")
     return report
 
 
@@ -835,7 +906,24 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
     else:
         found = "the ticket has changed since, but not to the values sent"
     sent.record("unknown", status, f"{reason} Read back: {found}.", now)
+    _queue_reconcile(sent.entry)
     raise OutcomeUnknown(sent.entry, found)
+
+
+def _queue_reconcile(entry: AuditEntry) -> None:
+    """Ask the task worker to settle `entry` once the in-flight window has passed. Never
+    fails the request: an entry whose task could not be queued is left to the sweep."""
+    try:
+        from .tasks import reconcile_entry  # tasks call services: imported here, not above
+
+        run_after = datetime.now(UTC) + timedelta(seconds=IN_FLIGHT_SECONDS)
+        with transaction.atomic():  # a failed insert must not spoil a caller's transaction
+            reconcile_entry.using(run_after=run_after).enqueue(entry.pk)
+    except Exception:
+        logger.exception(
+            "Could not queue the reconciliation of audit entry #%s; the sweep will settle it.",
+            entry.pk,
+        )
 
 
 def field_label(name: str) -> str:
@@ -895,33 +983,45 @@ def _custom_edits(change: dict | None) -> dict:
     }
 
 
-def audit_reconcile(*, min_age_seconds: int = 60) -> dict[str, int]:
-    """Settle pending and unknown edits by reading their tickets back, by evidence only:
-    every sent value on the ticket is "succeeded"; the ticket still at the updatedAt it
-    had just before the PATCH is "failed"; a ticket changed since, but not to the sent
-    values, stays "unknown" with the reason (it may have applied and been changed again).
-    Entries younger than `min_age_seconds` may still be in flight and are left alone."""
+def audit_reconcile(
+    *, min_age_seconds: int = IN_FLIGHT_SECONDS, entry_id: int | None = None
+) -> dict[str, int]:
+    """Settle pending and unknown edits (or only `entry_id`) by reading their tickets back,
+    by evidence only: every sent value on the ticket is "succeeded"; the ticket still at
+    the updatedAt it had just before the PATCH is "failed"; a ticket changed since, but not
+    to the sent values, stays "unknown" with the reason (it may have applied and been
+    changed again). Entries younger than `min_age_seconds` may still be in flight and are
+    left alone.
+
+    Safe to run at the same time on several hosts (task workers, cron): each outcome is
+    written only if the entry is still as it was read (record_outcome's `current`), so an
+    entry is settled once, and one another run settled first counts as "already_settled".
+    """
     cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "skipped": 0}
+    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "skipped": 0, "already_settled": 0}
     client = get_client()
     edits = AuditEntry.objects.filter(action="ticket.update", created_at__lt=cutoff)
-    pending = list(edits.for_outcome("pending"))
-    unknown = list(edits.for_outcome("unknown"))
-    for entry in pending + unknown:
-        try:
-            now = client.get_ticket(entry.ticket_id)
-        except ThenaNotFound:
-            audit.record_outcome(
-                entry=entry,
-                outcome="failed",
-                status_code=404,
-                message="Reconciled: the ticket no longer exists in Thena.",
-            )
-            counts["failed"] += 1
-            continue
-        except ThenaError:
-            counts["skipped"] += 1
-            continue
+    if entry_id is not None:
+        edits = edits.filter(pk=entry_id)
+    # Both lists first: an entry this run records as unknown is not read again.
+    found = [(entry, "pending") for entry in edits.for_outcome("pending")]
+    found += [(entry, "unknown") for entry in edits.for_outcome("unknown")]
+    for entry, current in found:
+        counts[_reconcile(client, entry, current)] += 1
+    return counts
+
+
+def _reconcile(client, entry: AuditEntry, current: str) -> str:
+    """Settle one entry whose outcome was `current` when listed; returns what it counts as."""
+    try:
+        now = client.get_ticket(entry.ticket_id)
+    except ThenaNotFound:
+        now, status = {}, 404
+        outcome, message = "failed", "Reconciled: the ticket no longer exists in Thena."
+    except ThenaError:
+        return "skipped"
+    else:
+        status = None
         custom = _custom_edits(entry.changes.get("customFieldValues"))
         applied = _applied(now, entry.request_body, custom)
         untouched = bool(entry.base_updated_at) and now.get("updatedAt") == entry.base_updated_at
@@ -938,14 +1038,17 @@ def audit_reconcile(*, min_age_seconds: int = 60) -> dict[str, int]:
             )
             if applied is None:
                 message = "Reconciled: cannot tell; the values sent cannot be read back."
-            if entry in unknown:  # already unknown: nothing new to record
-                counts["unknown"] += 1
-                continue
+            if current == "unknown":  # already unknown: nothing new to record
+                return "unknown"
+    try:
         audit.record_outcome(
             entry=entry,
             outcome=outcome,
+            status_code=status,
             message=message,
             upstream_updated_at=now.get("updatedAt"),
+            current=current,
         )
-        counts[outcome] += 1
-    return counts
+    except AlreadySettled:  # another run (another host, the cron command) was first
+        return "already_settled"
+    return outcome

@@ -17,7 +17,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 from django_htmx.http import push_url, trigger_client_event
 
 from . import audit, services
@@ -288,12 +293,23 @@ def account_options(request: HttpRequest) -> HttpResponse:
     )
 
 
-# /healthz
+# /healthz and /healthz/live: served by tickets.middleware.HealthCheckMiddleware before
+# any other middleware (so any Host, no session, no redirect), and routed here as well.
 @never_cache
 @login_not_required
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
+    """The database and Thena as last probed; 503 only when the database is down."""
     report = services.health_check()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@never_cache
+@login_not_required
+@require_safe
+def healthz_live(request: HttpRequest) -> JsonResponse:
+    """The process and its database, never Thena: for liveness probes."""
+    report = services.health_live()
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 

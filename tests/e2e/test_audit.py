@@ -32,7 +32,7 @@ def browser_context_args(browser_context_args):
 @pytest.fixture
 def log(manager, sandbox):
     """A month of synthetic history, then one failed description edit by the manager."""
-    call_command("seed_audit", count=400, days=30, seed=5, stdout=StringIO())
+    call_command("seed_audit", count=400, days=30, seed=5, force=True, stdout=StringIO())
     ticket = sandbox.tickets()[0]
     entry = record_attempt(
         action="ticket.update",

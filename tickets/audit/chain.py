@@ -50,6 +50,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from .. import observability
 from ..models import (
     ENTRY_OUTCOMES,
     SETTLED_OUTCOMES,
@@ -84,7 +85,9 @@ class RequestMeta:
 
     @classmethod
     def of(cls, request: HttpRequest) -> "RequestMeta":
-        request_id = request.headers.get("X-Request-ID", "").strip()
+        # The id RequestIdMiddleware gave the request (also in its logs and sent to Thena).
+        request_id = getattr(request, "request_id", None) or ""
+        request_id = request_id or request.headers.get("X-Request-ID", "").strip()
         if not REQUEST_ID_RE.match(request_id):
             request_id = uuid.uuid4().hex
         return cls(
@@ -219,7 +222,13 @@ def record_attempt(
         _lock_chain()
         _append(entry)
         _write_fields(entry)
+    if outcome != Outcome.PENDING:
+        observability.audit_outcome(entry=entry, outcome=outcome)
     return entry
+
+
+class AlreadySettled(ValueError):
+    """The entry was settled by another writer first; nothing was written."""
 
 
 def record_outcome(
@@ -230,9 +239,13 @@ def record_outcome(
     message: str = "",
     upstream_updated_at: str | datetime | None = None,
     duration_ms: int | None = None,
+    current: str | None = None,
 ) -> AuditOutcome:
     """Append and commit the settlement of a pending entry. An entry may be settled again
-    only while its current outcome is unknown (reconciliation)."""
+    only while its current outcome is unknown (reconciliation). `current` is the outcome
+    the caller decided from ("pending" or "unknown"): if another writer has settled the
+    entry since, AlreadySettled is raised and nothing is written. The check and the
+    append run under the chain lock, so of two concurrent settlements one wins."""
     if outcome not in SETTLED_OUTCOMES:
         raise ValueError(
             f"An outcome must be one of {', '.join(SETTLED_OUTCOMES)}, not {outcome!r}."
@@ -253,9 +266,11 @@ def record_outcome(
     with transaction.atomic():
         _lock_chain()
         latest = entry.outcomes.order_by("-id").values_list("outcome", flat=True).first()
-        if latest not in (None, Outcome.UNKNOWN):
-            raise ValueError(f"Entry #{entry.pk} is already settled ({latest}).")
+        changed = current is not None and current != (latest or Outcome.PENDING)
+        if latest not in (None, Outcome.UNKNOWN) or changed:
+            raise AlreadySettled(f"Entry #{entry.pk} is already settled ({latest}).")
         _append(row)
+    observability.audit_outcome(entry=entry, outcome=outcome, status_code=status_code)
     return row
 
 

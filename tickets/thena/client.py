@@ -20,8 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import structlog
 from django.conf import settings
 
+from .. import metrics
+from ..observability import current_request_id
 from . import schema
 from .errors import (
     ThenaAuthError,
@@ -32,6 +35,7 @@ from .errors import (
     ThenaUnavailable,
     ThenaValidationError,
 )
+from .ratelimit import SharedPause
 
 logger = logging.getLogger("tickets.thena")
 
@@ -157,6 +161,45 @@ def _id(value: str) -> str:
     return quote(str(value), safe="")
 
 
+# Per-call logs and metrics, and the request id, for `_request`
+
+calls_log = structlog.stdlib.get_logger("tickets.thena")
+# The fixed segments of the paths the client calls; any other segment is an id.
+_PATH_WORDS = frozenset(
+    {"v1", "tickets", "status", "priority", "type", "sentiment", "teams", "sub-teams"}
+    | {"members", "accounts", "search", "forms", "custom-field", "swagger-json"}
+)
+
+
+def _path_template(path: str) -> str:
+    """`/v1/tickets/abc` -> `/v1/tickets/{id}`: a metric label with no ids in it."""
+    return "/".join(part if part in _PATH_WORDS or not part else "{id}" for part in path.split("/"))
+
+
+def _request_id_header() -> dict[str, str] | None:
+    request_id = current_request_id()
+    return {"X-Request-ID": request_id} if request_id else None
+
+
+def _note_call(method: str, path: str, status: int | str, started: float, attempt: int) -> None:
+    """One log line and the metrics of one HTTP request to Thena. `path` has no query,
+    so nothing sent as a parameter is logged."""
+    seconds = time.monotonic() - started
+    template = _path_template(path)
+    metrics.THENA_CALL_SECONDS.labels(method, template, str(status)).observe(seconds)
+    metrics.THENA_CALLS.labels(method, template, str(status)).inc()
+    if status == 429:
+        metrics.THENA_RATE_LIMITED.labels(method, template).inc()
+    calls_log.info(
+        "thena_call",
+        method=method,
+        path=path,
+        status=status,
+        ms=round(seconds * 1000),
+        attempt=attempt + 1,
+    )
+
+
 class ThenaClient:
     def __init__(
         self,
@@ -179,6 +222,7 @@ class ThenaClient:
         self.max_rate_limit_wait = max_rate_limit_wait
         self._sleep = sleep
         self.rate_limit: RateLimit | None = None
+        self._pause = SharedPause(self.base_url)  # shared by every process (ratelimit.py)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"x-api-key": api_key, "Accept": "application/json", "User-Agent": USER_AGENT},
@@ -320,6 +364,7 @@ class ThenaClient:
     ) -> Any:
         """`check(data)` names what is wrong with a 2xx answer ("" when nothing is); a
         wrong answer to a write leaves its outcome unknown."""
+        self._wait_out_rate_limit_pause(method, path, retries)
         retries = self.max_retries if retries is None else retries
         safe = method in _SAFE_METHODS
         query = {key: value for key, value in (params or {}).items() if value is not None}
@@ -331,11 +376,18 @@ class ThenaClient:
                 logger.warning("Thena %s %s not sent: %s", method, path, _BUDGET_SPENT)
                 raise ThenaTimeout(detail=_BUDGET_SPENT, outcome_unknown=unknown)
             cause: Exception | None = None
+            started = time.monotonic()
             try:
                 response = self._http.request(
-                    method, path, params=query, json=json, timeout=self._timeout(remaining)
+                    method,
+                    path,
+                    params=query,
+                    json=json,
+                    timeout=self._timeout(remaining),
+                    headers=_request_id_header(),
                 )
             except httpx.HTTPError as exc:
+                _note_call(method, path, type(exc).__name__, started, attempt)
                 error = self._transport_error(exc, safe)
                 unknown = unknown or error.outcome_unknown
                 if attempt >= retries or not (safe or isinstance(exc, _NOT_SENT)):
@@ -344,6 +396,7 @@ class ThenaClient:
                 delay = self._backoff_delay(attempt)
                 reason, cause = type(exc).__name__, exc
             else:
+                _note_call(method, path, response.status_code, started, attempt)
                 rate_limit = self._note_rate_limit(method, path, response)
                 if response.is_success:
                     data = self._unwrap(response, safe)
@@ -386,6 +439,7 @@ class ThenaClient:
                 )
                 raise error from cause
             attempt += 1
+            metrics.THENA_RETRIES.labels(method, _path_template(path)).inc()
             logger.info(
                 "Thena %s %s: %s, retry %d of %d in %.1fs",
                 method,
@@ -412,9 +466,12 @@ class ThenaClient:
     def _rate_limit_delay(
         self, rate_limit: RateLimit | None, attempt: int
     ) -> tuple[float, datetime]:
-        """How long to wait after a 429: until X-RateLimit-Reset, else back off."""
+        """How long to wait after a 429: until X-RateLimit-Reset (or, without one, the
+        end of a pause another process noted), else back off."""
         now = datetime.now(UTC)
         reset_at = rate_limit.reset_at if rate_limit else None
+        if reset_at is None:
+            reset_at = self._pause.until()
         if reset_at is not None and reset_at > now:
             return (reset_at - now).total_seconds(), reset_at
         delay = self._backoff_delay(attempt)
@@ -437,7 +494,36 @@ class ThenaClient:
                 limit.reset_at.isoformat() if limit.reset_at else "?",
                 limit.path,
             )
+        spent = response.status_code == 429 or (limit is not None and limit.remaining == 0)
+        if spent and limit is not None and limit.reset_at is not None:
+            # Every process (and instance) sends nothing until the reset: ratelimit.py.
+            self._pause.note(limit.reset_at)
         return limit
+
+    def _wait_out_rate_limit_pause(self, method: str, path: str, retries: int | None) -> None:
+        """Before sending: while Thena's rate limit is spent (noted by any process), wait
+        for its reset if that fits the request's budget and `max_rate_limit_wait` (and the
+        call may retry at all), else raise ThenaRateLimited at once, having sent nothing."""
+        until = self._pause.until()
+        if until is None:
+            return
+        delay = (until - datetime.now(UTC)).total_seconds()
+        remaining = budget_remaining()
+        waits = self.max_retries if retries is None else retries
+        if (
+            waits > 0
+            and delay <= self.max_rate_limit_wait
+            and (remaining is None or remaining - delay > _MIN_ATTEMPT_SECONDS)
+        ):
+            logger.info("Thena %s %s: rate-limited, waiting %.1fs", method, path, delay)
+            self._sleep(delay)
+            return
+        logger.warning("Thena %s %s not sent: rate-limited until %s", method, path, until)
+        raise ThenaRateLimited(
+            retry_at=until,
+            status_code=None,  # no answer: nothing was sent
+            detail=f"not sent: Thena's rate limit is spent until {until:%H:%M:%S} UTC",
+        )
 
     def _unwrap(self, response: httpx.Response, safe: bool) -> Any:
         try:

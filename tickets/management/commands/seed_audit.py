@@ -11,6 +11,7 @@ import random
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -75,15 +76,42 @@ AGENTS = ["Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "Mozilla/5.0 (Macintos
 
 
 class Command(BaseCommand):
-    help = "Write N synthetic audit entries (with outcomes and fields) continuing the chain."
+    help = (
+        "Write N synthetic audit entries (with outcomes and fields) continuing the chain, "
+        "for benchmarks and demos. Entries cannot be deleted, so it runs only with "
+        "DJANGO_DEBUG=true unless --force is given."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--count", type=int, required=True)
-        parser.add_argument("--batch", type=int, default=5000)
-        parser.add_argument("--days", type=int, default=180)
-        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--count", type=int, required=True, help="how many entries to write")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=5000,
+            help="entries per transaction, under the chain lock (default 5000)",
+        )
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=180,
+            help="spread the entries over this many days up to now (default 180)",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=1, help="random seed: the same seed, the same entries"
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run with DJANGO_DEBUG off too (benchmarks, tests): the fake entries join "
+            "the real audit log for good",
+        )
 
-    def handle(self, *args, count, batch, days, seed, **options):
+    def handle(self, *args, count, batch, days, seed, force, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "seed_audit adds fake entries to the audit log, which can never be deleted, "
+                "so it runs only with DJANGO_DEBUG=true; add --force for a benchmark database."
+            )
         if count < 1 or batch < 1 or days < 1:
             raise CommandError("--count, --batch and --days must be positive.")
         maker = _Maker(random.Random(seed), _actors(), SandboxApp().tickets(), count, days)

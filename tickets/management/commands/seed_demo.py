@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 # (username, password, group, is_superuser). Demo only: these passwords are public.
 DEMO_USERS = [
@@ -12,9 +13,26 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo users (skipping those that exist) and print their credentials."
+    help = (
+        "Create the demo users (skipping those that exist) and print their credentials. "
+        "Their passwords are public and one is a superuser, so it runs only with "
+        "DJANGO_DEBUG=true unless --force is given."
+    )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run with DJANGO_DEBUG off too (a demo deployment, tests): the demo "
+            "passwords are public, so never on a site with real users",
+        )
+
+    def handle(self, *args, force: bool, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "seed_demo makes users with public passwords (a superuser among them), so "
+                "it runs only with DJANGO_DEBUG=true; add --force for a demo deployment."
+            )
         User = get_user_model()
         rows = []
         for username, password, group_name, is_superuser in DEMO_USERS:

@@ -9,13 +9,36 @@ class Command(BaseCommand):
     help = "Serve the fake Thena API (the sandbox) over HTTP."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8001)
-        parser.add_argument("--latency-ms", type=float, default=0)
-        parser.add_argument("--fail-rate", type=float, default=0.0)
-        parser.add_argument("--rate-limit", type=int, default=None)
-        parser.add_argument("--seed", type=int, default=1)
-        parser.add_argument("--api-key", default=DEMO_API_KEY)
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        )
+        parser.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+        parser.add_argument(
+            "--latency-ms",
+            type=float,
+            default=0,
+            help="wait this long before every answer, as a distant Thena would (default 0)",
+        )
+        parser.add_argument(
+            "--fail-rate",
+            type=float,
+            default=0.0,
+            help="share of requests answered 500, from 0 to 1 (default 0)",
+        )
+        parser.add_argument(
+            "--rate-limit",
+            type=int,
+            default=None,
+            help="requests allowed per minute, then 429 until the minute ends (default: no limit)",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=1, help="seed of the generated data (default 1)"
+        )
+        parser.add_argument(
+            "--api-key",
+            default=DEMO_API_KEY,
+            help=f"the x-api-key it accepts (default {DEMO_API_KEY})",
+        )
         parser.add_argument(
             "--echo-write-only",
             action="store_true",
