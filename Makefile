@@ -4,7 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_ENV := DJANGO_DEBUG=true
+PORT ?= 8000
+SANDBOX_PORT ?= 8001
+DEMO_ENV := DJANGO_DEBUG=true THENA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT) \
+	THENA_API_KEY=sandbox-demo-key
 PG_BIN := /usr/lib/postgresql/15/bin
 
 .PHONY: demo test test-postgres setup browser lint format lock bench clean
@@ -21,10 +24,17 @@ $(VENV)/.installed: requirements-dev.lock | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# The demo runs three processes: the sandbox over HTTP (so that the web server and the
+# task worker see the same tickets), the worker (it settles lost edits) and the web
+# server. Ctrl-C stops all three.
 demo: setup
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
-	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(BIN)/python manage.py schedule_reconcile
+	@{ $(DEMO_ENV) $(BIN)/python manage.py thena_sandbox --port $(SANDBOX_PORT) >/dev/null & sandbox=$$!; \
+	  $(DEMO_ENV) $(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
+	  trap 'kill $$worker $$sandbox 2>/dev/null; wait' EXIT; \
+	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT); }
 
 # Browser tests drive Debian's Chromium; in CI a missing browser is installed, and a
 # browser that still cannot be had fails the run (tests/e2e/conftest.py).

@@ -64,6 +64,17 @@ def _no_leftover_thena_client():
     set_client(None)
 
 
+@pytest.fixture
+def ticket(sandbox):
+    """A ticket of the support team (SUP): what most tests edit. Modules override it."""
+    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
+
+
+@pytest.fixture
+def url(ticket):
+    return f"/tickets/{ticket['id']}/"
+
+
 # --- end of Thena fixtures ---------------------------------------------------------------
 
 

@@ -31,16 +31,6 @@ FORM = "application/x-www-form-urlencoded"
 META = RequestMeta(request_id="req-outcomes", client_ip="192.0.2.7", user_agent="pytest")
 
 
-@pytest.fixture
-def ticket(sandbox):
-    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
-
-
-@pytest.fixture
-def url(ticket):
-    return f"/tickets/{ticket['id']}/"
-
-
 # -- faults ------------------------------------------------------------------------------
 
 

@@ -42,16 +42,6 @@ def json_log(level=logging.INFO):
         lines.append({"raw": stream.getvalue()})  # for tests that search the text
 
 
-@pytest.fixture
-def ticket(sandbox):
-    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
-
-
-@pytest.fixture
-def url(ticket):
-    return f"/tickets/{ticket['id']}/"
-
-
 def _edit(client, url, request_id, **changes):
     form = client.get(url).context["form"]
     return client.post(url, submitted(form, **changes), headers={"X-Request-ID": request_id})

@@ -37,16 +37,6 @@ def shared_thena(settings):
     settings.THENA_API_BASE_URL = "https://thena.test"
 
 
-@pytest.fixture
-def ticket(sandbox):
-    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
-
-
-@pytest.fixture
-def url(ticket):
-    return f"/tickets/{ticket['id']}/"
-
-
 def _save_lost(client, url, sandbox) -> AuditEntry:
     """A save whose PATCH gets no answer and whose read-back shows nothing yet: "unknown"."""
     data = replace(form_data(client.get(url).content.decode()), "title", TYPED)
@@ -265,6 +255,27 @@ def test_an_outcome_written_from_a_stale_read_is_refused(ticket):
         "unknown",
         "succeeded",
     ]
+
+
+def test_a_save_slower_than_the_in_flight_window_keeps_reconciliations_outcome(
+    manager_client, sandbox, ticket, url, monkeypatch
+):
+    """A PATCH that answers after reconciliation already settled its entry: the page
+    answers (no 500) and the entry keeps the outcome found by reading the ticket back."""
+    real_update = services.get_client().update_ticket
+
+    def slow_update(ticket_id, body):
+        updated = real_update(ticket_id, body)
+        services.audit_reconcile(min_age_seconds=0)  # meanwhile, a sweep reads it back
+        return updated
+
+    monkeypatch.setattr(services.get_client(), "update_ticket", slow_update)
+    data = replace(form_data(manager_client.get(url).content.decode()), "title", TYPED)
+    response = manager_client.post(url, to_urlencoded(data), content_type=FORM)
+
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(ticket_id=ticket["id"])
+    assert list(entry.outcomes.values_list("outcome", flat=True)) == ["succeeded"]
 
 
 def _race(sandbox, thena, monkeypatch, *, before_each=lambda: None) -> None:

@@ -9,16 +9,6 @@ from tickets.models import AuditEntry
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
 
 
-@pytest.fixture
-def ticket(sandbox):
-    return next(t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP")
-
-
-@pytest.fixture
-def url(ticket):
-    return f"/tickets/{ticket['id']}/"
-
-
 def _post_data(client, url, **changes):
     form = client.get(url).context["form"]
     return submitted(form, **changes)

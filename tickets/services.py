@@ -858,14 +858,19 @@ class _Sent:
     started: float
 
     def record(self, outcome: str, status: int | None, message: str = "", ticket=None) -> None:
-        audit.record_outcome(
-            entry=self.entry,
-            outcome=outcome,
-            status_code=status,
-            message=message,
-            upstream_updated_at=(ticket or {}).get("updatedAt"),
-            duration_ms=_ms(self.started),
-        )
+        try:
+            audit.record_outcome(
+                entry=self.entry,
+                outcome=outcome,
+                status_code=status,
+                message=message,
+                upstream_updated_at=(ticket or {}).get("updatedAt"),
+                duration_ms=_ms(self.started),
+            )
+        except AlreadySettled:
+            # A request slower than the in-flight window: reconciliation settled the entry
+            # first, by reading the ticket back. Its outcome stands.
+            logger.warning("Audit entry #%s was settled by reconciliation first", self.entry.pk)
 
     def result(self, ticket: dict) -> UpdateResult:
         return UpdateResult(

@@ -1,0 +1,238 @@
+"""Two app instances and a task worker on one PostgreSQL, with the sandbox over HTTP, as
+compose.yaml runs them: real gunicorn processes with the production settings module,
+driven over HTTP. They must behave as one."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.browser import form_data, replace, to_urlencoded
+from tickets import tasks
+from tickets.audit import RequestMeta, record_attempt, record_outcome
+from tickets.models import AuditEntry
+from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox.server import make_server
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL"),
+    pytest.mark.django_db(transaction=True),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _environment(thena_url: str) -> dict[str, str]:
+    """What a deployment sets: the production settings module, no test leftovers."""
+    db = connection.settings_dict
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "THENA_", "AUDIT_", "PYTEST", "CACHE_", "PROMETHEUS"))
+        and k != "DATABASE_URL"
+    }
+    return {
+        **base,
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        ),
+        "DJANGO_SECRET_KEY": "d" * 50,
+        "AUDIT_HMAC_KEY": os.environ["AUDIT_HMAC_KEY"],  # tests/settings.py: the test's key
+        "THENA_API_BASE_URL": thena_url,
+        "THENA_API_KEY": DEMO_API_KEY,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "WEB_CONCURRENCY": "2",
+        "AUDIT_RECONCILE_MINUTES": "60",
+    }
+
+
+def _start(stack: ExitStack, args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    out = stack.enter_context(log.open("w"))
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    stack.callback(_stop, process)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _wait_until_live(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz/live", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def collected_static():
+    """The static files a production instance serves (whitenoise's manifest)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
+    env["DJANGO_DEBUG"] = "false"
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def deployment(tmp_path, manager, collected_static, settings):
+    """(the sandbox, instance A's URL, instance B's URL, their environment), a worker
+    running beside them."""
+    # A hash the production settings can check (tests hash with MD5).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    manager.set_password(PASSWORD)
+    manager.save()
+    # The rate-limit window outlasts the test: a pause is never waited out.
+    sandbox = SandboxApp(SandboxConfig(rate_window_seconds=3600))
+    server = make_server(sandbox, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = _environment(f"http://127.0.0.1:{server.server_address[1]}")
+    python = sys.executable
+    gunicorn = str(Path(python).with_name("gunicorn"))
+    with ExitStack() as stack:
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
+        urls = []
+        for name in ("a", "b"):
+            port = _free_port()
+            log = tmp_path / f"{name}.log"
+            args = [gunicorn, "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+            process = _start(stack, [*args, "thena_admin.wsgi"], env, log)
+            urls.append((f"http://127.0.0.1:{port}", process, log))
+        worker = tmp_path / "worker.log"
+        _start(stack, [python, "manage.py", "db_worker", "--no-reload"], env, worker)
+        for url, process, log in urls:
+            _wait_until_live(url, process, log)
+        yield sandbox, urls[0][0], urls[1][0], env
+        stack.close()
+
+
+def _login(url: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=30)
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    answer = client.post(
+        "/accounts/login/",
+        data={"csrfmiddlewaretoken": token, "username": "manager", "password": PASSWORD},
+    )
+    assert answer.status_code == 302, answer.text
+    return client
+
+
+def _on(client: httpx.Client, url: str) -> httpx.Client:
+    """The same browser (its cookies), sent to another instance."""
+    other = httpx.Client(base_url=url, timeout=30)
+    other.cookies = client.cookies
+    return other
+
+
+def _lists(sandbox: SandboxApp) -> list[str]:
+    return [r.path for r in sandbox.requests if r.path == "/v1/tickets/status"]
+
+
+def test_two_instances_and_a_worker_behave_as_one(deployment):
+    sandbox, url_a, url_b, _ = deployment
+    ticket, other = [t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP"][:2]
+    a = _login(url_a)
+    b = _on(a, url_b)
+
+    # A session made on A works on B.
+    listing = b.get("/tickets/")
+    assert listing.status_code == 200 and "manager" in listing.text
+
+    # Lookups are fetched once for both: B's page of the same team uses A's cached lists.
+    sandbox.requests.clear()
+    page = a.get(f"/tickets/{ticket['id']}/")
+    assert page.status_code == 200
+    assert b.get(f"/tickets/{other['id']}/").status_code == 200
+    assert len(_lists(sandbox)) == 1
+
+    # An edit saved through A is seen through B, history included.
+    data = replace(form_data(page.text), "title", "Saved on A")
+    saved = a.post(f"/tickets/{ticket['id']}/", content=to_urlencoded(data), headers=FORM)
+    assert saved.status_code == 302, saved.text
+    seen = b.get(f"/tickets/{ticket['id']}/")
+    assert "Saved on A" in seen.text
+    assert re.search(r'outcome-succeeded">succeeded', seen.text)
+
+    # Thena's rate-limit pause met by A holds on B: B sends nothing until the reset.
+    sandbox.fail_next(1, 429, only="GET")
+    assert a.get(f"/tickets/{ticket['id']}/").status_code == 502
+    sent = len(sandbox.requests)
+    paused = b.get(f"/tickets/{other['id']}/")
+    assert paused.status_code == 502 and "too many requests" in paused.text
+    assert len(sandbox.requests) == sent
+
+
+def _lost_edit(sandbox: SandboxApp, ticket: dict) -> AuditEntry:
+    """An edit Thena applied whose answer was lost: recorded "unknown"."""
+    entry = record_attempt(
+        action="ticket.update",
+        actor=None,
+        ticket=ticket,
+        changes={"title": {"before": ticket["title"], "after": "Lost"}},
+        request_body={"title": "Lost"},
+        meta=RequestMeta(request_id="deployed", client_ip=None, user_agent="pytest"),
+        base_updated_at=ticket["updatedAt"],
+    )
+    sandbox.touch_ticket(ticket["id"], title="Lost")
+    record_outcome(entry=entry, outcome="unknown", message="the answer was lost")
+    return entry
+
+
+def test_reconcilers_on_two_hosts_and_the_worker_settle_each_entry_once(deployment):
+    sandbox, *_, env = deployment
+    tickets = [t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP"][:4]
+    entries = [_lost_edit(sandbox, ticket) for ticket in tickets]
+
+    # The worker runs a queued reconciliation once it is due.
+    first = entries[0]
+    tasks.reconcile_entry.using(run_after=datetime.now(UTC)).enqueue(first.pk)
+    deadline = time.monotonic() + 20
+    while not first.outcomes.filter(outcome="succeeded").exists():
+        assert time.monotonic() < deadline, "the worker did not settle the entry"
+        time.sleep(0.3)
+
+    # Two hosts' cron runs at once settle the rest, each entry once.
+    command = [sys.executable, "manage.py", "reconcile_audit", "--min-age-seconds", "0"]
+    runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE) for _ in "ab"]
+    for run in runs:
+        assert run.wait(timeout=60) == 0
+    for entry in entries:
+        outcomes = entry.outcomes.order_by("id").values_list("outcome", flat=True)
+        assert list(outcomes) == ["unknown", "succeeded"]
