@@ -296,7 +296,7 @@ def test_scoped_auditor_reads_only_their_teams_audit_entries(
     assertContains(listing, bil_ticket["ticketIdentifier"])
     assertNotContains(listing, f">{sup_ticket['ticketIdentifier']}<")
     hidden = AuditEntry.objects.get(ticket_id=sup_ticket["id"])
-    assert client.get(f"/audit/{hidden.pk}/").status_code == 404
+    assert client.get(f"/audit/{hidden.number}/").status_code == 404
     export = b"".join(client.get("/audit/export.csv").streaming_content).decode()
     assert bil_ticket["ticketIdentifier"] in export
     assert sup_ticket["ticketIdentifier"] not in export

@@ -355,10 +355,11 @@ def write_legacy_log(count):
             request_id=f"legacy-{number}",
             outcome="succeeded",
             prev_hash=prev,
+            number=number,  # as migration 0008 numbered existing entries
         )
         values = {name: getattr(entry, name) for name in AuditEntry.CHAIN_FIELDS}
         payload = json.dumps(
-            {k: v for k, v in values.items() if k not in ("key_id", "base_updated_at")},
+            {k: v for k, v in values.items() if k not in chain.OPTIONAL_CHAIN_FIELDS},
             default=lambda moment: chain._iso(moment),
             sort_keys=True,
             separators=(",", ":"),

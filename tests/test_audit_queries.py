@@ -217,7 +217,7 @@ def test_team_ids_limit_every_query_to_those_teams(clock, mia):
     counts = audit_daily_counts(filters=AuditFilter(), team_ids=frozenset({"t_sup"}))
     assert sum(day.count for day in counts) == 1
     with pytest.raises(AuditEntry.DoesNotExist):
-        audit_entry_detail(pk=sup.pk, team_ids=frozenset({"t_bil"}))
+        audit_entry_detail(number=sup.number, team_ids=frozenset({"t_bil"}))
 
 
 # Keyset pages
@@ -372,7 +372,7 @@ def test_detail_has_a_word_diff_for_long_text_and_indented_json(clock, mia):
         settle=["unknown", "succeeded"],
     )
 
-    detail = audit_entry_detail(pk=entry.pk)
+    detail = audit_entry_detail(number=entry.number)
 
     changes = {change.name: change for change in detail.changes}
     description = changes["description"]
@@ -412,7 +412,7 @@ def test_export_has_the_header_and_every_row_of_the_filter_and_is_recorded(clock
 
     assert rows[0] == list(audit.EXPORT_COLUMNS)
     body = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
-    assert [int(row["id"]) for row in body][1:] == failed
+    assert [int(row["chain_id"]) for row in body][1:] == failed
     newest = body[0]
     assert (newest["current_outcome"], newest["status_code"], newest["message"]) == (
         "failed",

@@ -39,7 +39,7 @@ def entry(manager):
     )
 
 
-AUDIT_URLS = ["/audit/", "/audit/?outcome=failed", "/audit/export.csv", "/audit/{pk}/"]
+AUDIT_URLS = ["/audit/", "/audit/?outcome=failed", "/audit/export.csv", "/audit/{number}/"]
 
 
 # Access
@@ -47,7 +47,7 @@ AUDIT_URLS = ["/audit/", "/audit/?outcome=failed", "/audit/export.csv", "/audit/
 
 @pytest.mark.parametrize("url", AUDIT_URLS)
 def test_anonymous_users_are_sent_to_login(client, entry, url):
-    url = url.format(pk=entry.pk)
+    url = url.format(number=entry.number)
     response = client.get(url)
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
@@ -55,8 +55,8 @@ def test_anonymous_users_are_sent_to_login(client, entry, url):
 
 @pytest.mark.parametrize("url", AUDIT_URLS)
 def test_users_without_the_audit_permission_get_403(viewer_client, entry, url):
-    assert viewer_client.get(url.format(pk=entry.pk)).status_code == 403
-    htmx = viewer_client.get(url.format(pk=entry.pk), headers={"HX-Request": "true"})
+    assert viewer_client.get(url.format(number=entry.number)).status_code == 403
+    htmx = viewer_client.get(url.format(number=entry.number), headers={"HX-Request": "true"})
     assert htmx.status_code == 403
     assert not AuditEntry.objects.filter(action="audit.export").exists()
 
@@ -65,14 +65,14 @@ def test_users_without_the_audit_permission_get_403(viewer_client, entry, url):
 @pytest.mark.parametrize("url", AUDIT_URLS)
 def test_auditors_and_managers_read_every_audit_url(request, persona, entry, url):
     client = request.getfixturevalue(persona)
-    response = client.get(url.format(pk=entry.pk))
+    response = client.get(url.format(number=entry.number))
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 @pytest.mark.parametrize("url", AUDIT_URLS)
 def test_audit_urls_only_answer_get(auditor_client, entry, url, method):
-    response = getattr(auditor_client, method)(url.format(pk=entry.pk))
+    response = getattr(auditor_client, method)(url.format(number=entry.number))
     assert response.status_code == 405
     assert AuditEntry.objects.count() == 1  # no export was recorded
 
@@ -94,7 +94,7 @@ def test_unknown_entry_is_404(auditor_client):
 def test_list_shows_the_entry_with_its_links_labels_and_current_outcome(auditor_client, entry):
     response = auditor_client.get("/audit/")
 
-    assertContains(response, f'href="/audit/{entry.pk}/"')
+    assertContains(response, f'href="/audit/{entry.number}/"')
     assertContains(response, 'href="/tickets/tk_1/" title="Printer on fire">SUP-1</a>')
     assertContains(response, "Title, Description, Metadata")  # in the edit form's order
     assertContains(response, '<span class="badge outcome-succeeded">succeeded</span>')
@@ -126,8 +126,8 @@ def test_filters_narrow_the_list_and_are_kept_in_the_form(auditor_client, manage
 
     response = auditor_client.get("/audit/?actor=manager&outcome=failed&field=statusId")
 
-    assertContains(response, f'href="/audit/{mine.pk}/"')
-    assertNotContains(response, f'href="/audit/{other.pk}/"')
+    assertContains(response, f'href="/audit/{mine.number}/"')
+    assertNotContains(response, f'href="/audit/{other.number}/"')
     assertContains(response, 'value="manager"')
     assertContains(response, '<option value="failed" selected>Failed</option>', html=True)
     assertContains(
@@ -146,7 +146,7 @@ def test_htmx_request_returns_only_the_list_fragment(auditor_client, entry):
     assert content.lstrip().startswith('<section id="audit-results"')
     assert "<html" not in content
     assert 'id="audit-filters"' not in content
-    assert f'href="/audit/{entry.pk}/"' in content
+    assert f'href="/audit/{entry.number}/"' in content
     assert 'id="id_since_error" hx-swap-oob="true"' in content
     assert "HX-Request" in response["Vary"]
     assert response["HX-Push-Url"] == "/audit/?outcome=succeeded"  # no empty fields
@@ -171,7 +171,7 @@ def test_invalid_filters_show_errors_next_to_the_fields_not_a_500(auditor_client
     assertContains(response, "Select a valid choice. apiKey is not one of the available choices.")
     assertContains(response, 'aria-invalid="true"')
     assertContains(response, "Nothing shown: correct the filters")
-    assertNotContains(response, f'href="/audit/{entry.pk}/"')
+    assertNotContains(response, f'href="/audit/{entry.number}/"')
     htmx = auditor_client.get(
         "/audit/?since=2025-03-10&until=2025-03-01", headers={"HX-Request": "true"}
     )
@@ -183,7 +183,7 @@ def test_bad_cursor_shows_the_newest_page_with_a_notice(auditor_client, entry):
         response = auditor_client.get("/audit/", {"cursor": token})
         assert response.status_code == 200
         assertContains(response, "That page link is not valid")
-        assertContains(response, f'href="/audit/{entry.pk}/"')
+        assertContains(response, f'href="/audit/{entry.number}/"')
 
 
 def test_older_link_pages_with_a_cursor_and_keeps_the_filters(auditor_client, manager):
@@ -205,7 +205,7 @@ def test_older_link_pages_with_a_cursor_and_keeps_the_filters(auditor_client, ma
 def test_a_ticket_id_no_url_can_carry_is_shown_without_a_link(auditor_client, manager):
     odd = write(manager, ticket={"id": "a/b", "ticketIdentifier": "", "title": "", "teamId": "t"})
     assertContains(auditor_client.get("/audit/"), '<td class="nowrap">a/b</td>', html=True)
-    assertContains(auditor_client.get(f"/audit/{odd.pk}/"), "a/b")
+    assertContains(auditor_client.get(f"/audit/{odd.number}/"), "a/b")
 
 
 def test_empty_result_says_so(auditor_client):
@@ -216,7 +216,7 @@ def test_empty_result_says_so(auditor_client):
 
 
 def test_detail_shows_who_when_where_the_diff_json_body_and_every_outcome(auditor_client, entry):
-    response = auditor_client.get(f"/audit/{entry.pk}/")
+    response = auditor_client.get(f"/audit/{entry.number}/")
 
     for text in (
         "manager",
@@ -247,7 +247,7 @@ def test_ticket_history_links_each_item_to_its_audit_entry(manager_client, sandb
 
     logged = write(User.objects.get(username="manager"), ticket=ticket)
     response = manager_client.get(f"/tickets/{ticket['id']}/")
-    assertContains(response, f'href="/audit/{logged.pk}/"')
+    assertContains(response, f'href="/audit/{logged.number}/"')
 
 
 # Export
@@ -270,8 +270,8 @@ def test_export_streams_the_filtered_entries_and_is_recorded(auditor_client, man
         r'attachment; filename="audit-log-\d{8}-\d{6}\.csv"', response["Content-Disposition"]
     )
     rows = _csv(response)
-    assert rows[0][:3] == ["id", "created_at_utc", "actor"]
-    assert [int(row[0]) for row in rows[1:]] == [entry.pk for entry in reversed(failed)]
+    assert rows[0][:3] == ["number", "created_at_utc", "actor"]
+    assert [int(row[0]) for row in rows[1:]] == [entry.number for entry in reversed(failed)]
     export = AuditEntry.objects.get(action="audit.export")
     assert export.actor_username == "auditor"
     # Written pending, settled once the whole file was streamed.

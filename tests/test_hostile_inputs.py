@@ -124,7 +124,7 @@ def test_an_export_that_fails_midway_says_so_in_its_last_line_and_its_entry(
     assert response.status_code == 200
     rows = _csv(response)  # consumed to the end: no exception escapes the stream
 
-    assert rows[0][0] == "id" and len(rows[1]) == len(audit.EXPORT_COLUMNS)
+    assert rows[0][0] == "number" and len(rows[1]) == len(audit.EXPORT_COLUMNS)
     assert "EXPORT FAILED" in rows[-1][0]
     export = AuditEntry.objects.get(action="audit.export")
     assert _current_outcome(export) == "failed"

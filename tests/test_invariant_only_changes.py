@@ -419,7 +419,11 @@ def _edit_cf(draw, definition: dict, data, form, save_zone: str):
             assume([typed] != current)
             value = str(Decimal(typed))
         case "date":
-            typed = draw(st.dates(min_value=datetime(1971, 1, 1).date())).isoformat()
+            typed = draw(
+                st.dates(
+                    min_value=datetime(1971, 1, 1).date(), max_value=datetime(9998, 12, 31).date()
+                )
+            ).isoformat()
             assume([typed] != current)
             value = typed
         case "datetime":

@@ -98,7 +98,7 @@ def test_the_audit_records_a_write_only_before_as_not_readable(
     entry = AuditEntry.objects.get(ticket_id=ticket["id"])
     assert entry.changes["dueDate"] == {"after": "2026-12-24T09:30:00.000Z"}
     assert entry.changes["title"] == {"before": ticket["title"], "after": "Renamed"}
-    detail = auditor_client.get(f"/audit/{entry.pk}/")
+    detail = auditor_client.get(f"/audit/{entry.number}/")
     assertContains(detail, "Not readable: Thena does not return this value.", count=1)
 
 

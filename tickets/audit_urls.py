@@ -9,5 +9,5 @@ urlpatterns = [
     path("", views.audit_list, name="list"),
     path("export.csv", views.audit_export, name="export"),
     # /audit/<pk>/
-    path("<int:pk>/", views.audit_detail, name="detail"),
+    path("<int:number>/", views.audit_detail, name="detail"),
 ]

@@ -150,6 +150,14 @@ class AuditEntry(InsertOnlyModel):
     # Which AUDIT_HMAC_KEY made `hash` (an HMAC-SHA256); NULL on legacy rows written before
     # the key existed, whose `hash` is a plain SHA-256 (see tickets/audit/chain.py).
     key_id = models.CharField(max_length=16, null=True, blank=True)  # noqa: DJ001
+    # Why the change was made, as the user typed it (NULL when none was given).
+    reason = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # The entry (its id) whose change this entry reverts.
+    revert_of = models.BigIntegerField(null=True, blank=True)
+    # What people call the entry: 1, 2, 3, ... over entries alone (ids count outcomes
+    # too). Derived from the chain order like AuditField, so not hashed: verify_audit_log
+    # checks that the numbers are exactly 1..N in id order.
+    number = models.BigIntegerField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -176,6 +184,8 @@ class AuditEntry(InsertOnlyModel):
         "message",
         "base_updated_at",
         "key_id",
+        "reason",
+        "revert_of",
     )
 
     class Meta:
@@ -194,13 +204,15 @@ class AuditEntry(InsertOnlyModel):
                 fields=["ticket_identifier", "created_at", "id"], name="audit_entry_identifier"
             ),
             models.Index(fields=["outcome", "created_at", "id"], name="audit_entry_outcome"),
+            models.Index(fields=["number"], name="audit_entry_number"),
+            models.Index(fields=["revert_of"], name="audit_entry_revert_of"),
         ]
 
     def __str__(self) -> str:
         who = self.actor_username or "(no user)"
         what = f" {self.ticket_identifier or self.ticket_id}" if self.ticket_id else ""
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S} " if self.created_at else ""
-        return f"#{self.id} {when}{who} {self.action}{what}: {self.outcome}"
+        return f"#{self.number or self.id} {when}{who} {self.action}{what}: {self.outcome}"
 
 
 class AuditOutcomeQuerySet(InsertOnlyQuerySet):

@@ -356,7 +356,7 @@ class _Row:
     """One line of the audit list, formatted here once: fifty rows of template filters
     and {% url %} tags cost more than the queries behind them."""
 
-    id: int
+    number: int
     url: str
     iso: str
     when: str  # in the user's time zone
@@ -384,8 +384,8 @@ def _rows(entries: list[AuditEntry]) -> list[_Row]:
         local = timezone.localtime(entry.created_at)
         rows.append(
             _Row(
-                id=entry.id,
-                url=reverse("audit:detail", args=[entry.id]),
+                number=entry.number,
+                url=reverse("audit:detail", args=[entry.number]),
                 iso=entry.created_at.isoformat(),
                 when=f"{local.day} {local:%b %Y, %H:%M:%S}",
                 actor=entry.actor_username or "—",
@@ -431,12 +431,12 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     return response
 
 
-# /audit/<pk>/
+# /audit/<number>/
 @require_GET
 @permission_required("tickets.view_auditentry", raise_exception=True)
-def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def audit_detail(request: HttpRequest, number: int) -> HttpResponse:
     try:
-        detail = audit.audit_entry_detail(pk=pk, team_ids=_audit_scope(request))
+        detail = audit.audit_entry_detail(number=number, team_ids=_audit_scope(request))
     except AuditEntry.DoesNotExist:
         raise Http404("No such audit entry.") from None
     context = {

@@ -80,9 +80,9 @@ def test_auditor_filters_with_the_keyboard_and_opens_the_diff(
     expect(export).to_have_attribute("href", "/audit/export.csv?field=description&outcome=failed")
     shot("audit-filtered")
 
-    page.get_by_role("link", name=f"#{log.pk}", exact=True).focus()
+    page.get_by_role("link", name=f"#{log.number}", exact=True).focus()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Entry #{log.pk}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Entry #{log.number}")
     diff = page.locator(".change .diff")
     expect(diff.locator("del").first).to_contain_text("Monday")
     expect(diff.locator("ins").first).to_contain_text("the firmware update")

@@ -46,7 +46,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -62,7 +62,7 @@ from ..models import (
 
 GENESIS_HASH = "0" * 64
 # Columns added later count only when set, so older rows still verify.
-OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id"})
+OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id", "reason", "revert_of"})
 # The entry that starts the keyed chain after legacy rows (written by _append, never by
 # callers); its request_body names the legacy part: {"legacy_rows": n, "legacy_head": hash}.
 ANCHOR_ACTION = "audit.chain_anchor"
@@ -190,6 +190,8 @@ def record_attempt(
     message: str = "",
     meta: RequestMeta,
     base_updated_at: str | None = None,
+    reason: str = "",
+    revert_of: int | None = None,
 ) -> AuditEntry:
     """Append and commit one entry. `ticket` has Thena's keys (id, ticketIdentifier,
     title, teamId), or is None for actions on no ticket. Any JSON is accepted: text the
@@ -217,6 +219,8 @@ def record_attempt(
         outcome=outcome,
         message=message,
         base_updated_at=base_updated_at or None,
+        reason=reason.strip() or None,
+        revert_of=revert_of,
     )
     with transaction.atomic():
         _lock_chain()
@@ -446,6 +450,7 @@ def verify_chain(checkpoints: Sequence[Checkpoint] = ()) -> VerifyResult:
         _stream(AuditEntry, head_id), _stream(AuditOutcome, head_id), key=lambda row: row[1]["id"]
     )
     fields = _FieldRows(head_id)
+    numbers = _Numbers(head_id)
     walk = _Walk(keys)
     wanted = {checkpoint.last_id for checkpoint in checkpoints}
     seen: dict[int, str] = {}
@@ -463,7 +468,7 @@ def verify_chain(checkpoints: Sequence[Checkpoint] = ()) -> VerifyResult:
 
     for model, values in chain:
         problem = walk.check(model, values) or (
-            fields.check(values) if model is AuditEntry else None
+            (fields.check(values) or numbers.check(values)) if model is AuditEntry else None
         )
         if problem:
             return result(f"{model._meta.db_table} #{values['id']}: {problem}")
@@ -627,8 +632,16 @@ def _append(row: AuditEntry | AuditOutcome) -> None:
     row.created_at = timezone.now()
     row.prev_hash = last_hash
     row.key_id = keys.current_id
+    if isinstance(row, AuditEntry):
+        row.number = next_number()
     row.hash = row_hash(last_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS}, keys)
     row.save(force_insert=True)
+
+
+def next_number() -> int:
+    """The number of the next entry (1, 2, 3, ...). The caller holds the chain lock."""
+    last = AuditEntry.objects.aggregate(last=models.Max("number"))["last"]
+    return (last or 0) + 1
 
 
 def prepare_append(keys: Keyring | None = None) -> tuple[int, str]:
@@ -650,6 +663,7 @@ def prepare_append(keys: Keyring | None = None) -> tuple[int, str]:
         ),
         prev_hash=last_hash,
         key_id=keys.current_id,
+        number=next_number(),
     )
     anchor.hash = row_hash(
         last_hash, {name: getattr(anchor, name) for name in anchor.CHAIN_FIELDS}, keys
@@ -687,6 +701,26 @@ def _chain_head(with_key: bool = False):
         )
         head = max(cursor.fetchall(), default=(0, GENESIS_HASH, None))
     return tuple(head) if with_key else tuple(head[:2])
+
+
+class _Numbers:
+    """Entry numbers, read beside the chain walk: 1, 2, 3, ... in id order."""
+
+    def __init__(self, head_id: int) -> None:
+        self.rows = (
+            AuditEntry.objects.filter(id__lte=head_id)
+            .order_by("id")
+            .values_list("id", "number")
+            .iterator(chunk_size=2000)
+        )
+        self.expected = 1
+
+    def check(self, entry: dict[str, Any]) -> str | None:
+        entry_id, number = next(self.rows, (None, None))
+        if entry_id != entry["id"] or number != self.expected:
+            return f"its number is {number}, not {self.expected} (entries are numbered 1, 2, 3...)."
+        self.expected += 1
+        return None
 
 
 def _stream(model, head_id: int) -> Iterator[tuple[type, dict[str, Any]]]:

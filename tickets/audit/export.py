@@ -25,7 +25,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 EXPORT_COLUMNS = (
-    "id",
+    "number",
     "created_at_utc",
     "actor",
     "actor_email",
@@ -46,6 +46,7 @@ EXPORT_COLUMNS = (
     "upstream_updated_at",
     "duration_ms",
     "hash",
+    "chain_id",  # the row's position in the hash chain (verify_audit_log names rows by it)
 )
 
 
@@ -143,7 +144,7 @@ def _csv_lines(filters, team_ids, cursor: Cursor) -> Iterator[str]:
 
 def _export_row(entry: AuditEntry, outcome: AuditOutcome | None) -> list[Any]:
     row = [
-        entry.id,
+        entry.number,
         _iso(entry.created_at),
         entry.actor_username,
         entry.actor_email,
@@ -164,6 +165,7 @@ def _export_row(entry: AuditEntry, outcome: AuditOutcome | None) -> list[Any]:
         outcome.upstream_updated_at if outcome else "",
         outcome.duration_ms if outcome and outcome.duration_ms is not None else "",
         entry.hash,
+        entry.id,
     ]
     return [_cell(value) for value in row]
 

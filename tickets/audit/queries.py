@@ -433,10 +433,10 @@ class AuditDetail:
     current_outcome: str
 
 
-def audit_entry_detail(*, pk: int, team_ids: frozenset[str] | None = None) -> AuditDetail:
+def audit_entry_detail(*, number: int, team_ids: frozenset[str] | None = None) -> AuditDetail:
     """One entry with its field diff and outcome rows; AuditEntry.DoesNotExist when it is
     missing or outside `team_ids`."""
-    entry = AuditEntry.objects.filter(visible_to(team_ids)).get(pk=pk)
+    entry = AuditEntry.objects.filter(visible_to(team_ids)).get(number=number)
     outcomes = list(entry.outcomes.order_by("id"))
     labels = schema.field_map()
     return AuditDetail(

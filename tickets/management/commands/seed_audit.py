@@ -159,6 +159,7 @@ class _Maker:
     def write_batch(self, size: int) -> None:
         keys = chain.keyring()
         head_id, head_hash = chain.prepare_append(keys)
+        number = chain.next_number()
         entries, outcomes, fields = [], [], []
         for _ in range(size):
             # Jitter within the first half of each slot: increasing, and never past now.
@@ -167,6 +168,7 @@ class _Maker:
             entry, settles_as = self.entry()
             head_id += 1
             entry.id, entry.prev_hash, entry.key_id = head_id, head_hash, keys.current_id
+            entry.number, number = number, number + 1
             entry.hash = head_hash = _hash(entry, keys)
             settle = settles_as and self.settle(entry, settles_as)
             entries.append(entry)
