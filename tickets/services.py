@@ -703,8 +703,22 @@ def _applied(ticket: dict, body: dict, custom: dict) -> bool | None:
     return True if checked else None
 
 
+@dataclass(frozen=True)
+class Intent:
+    """What an edit's audit entries say beside the change: the user's reason for it, and
+    for a revert, the id of the entry whose change it undoes."""
+
+    reason: str = ""
+    revert_of: int | None = None
+
+
 def ticket_update(
-    *, user, edit: TicketEdit, form: TicketUpdateForm, meta: audit.RequestMeta
+    *,
+    user,
+    edit: TicketEdit,
+    form: TicketUpdateForm,
+    meta: audit.RequestMeta,
+    intent: Intent = Intent(),
 ) -> UpdateResult:
     """Lock the ticket, re-read it, record the intent, PATCH what the user changed, and
     record the outcome by evidence.
@@ -723,17 +737,19 @@ def ticket_update(
         )
         raise PermissionDenied("You may view tickets but not edit them.")
     with locks.ticket_edit_lock(edit.ticket_id):
-        return _update_locked(user, edit, form.snapshot, edits, meta)
+        return _update_locked(user, edit, form.snapshot, edits, meta, intent)
 
 
-def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta):
+def _update_locked(
+    user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta, intent: Intent
+) -> UpdateResult:
     client = get_client()
     seen = _input_values(snapshot.ticket, snapshot.values)
     try:
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
         reason = "could not re-read the ticket first: " + (error.detail or error.user_message)
-        _record_unsent(user, snapshot.ticket, edits, reason, meta)
+        _record_unsent(user, snapshot.ticket, edits, reason, meta, intent)
         raise
     if not _in_scope(user, fresh.get("teamId")):
         ticket_update_denied(
@@ -748,7 +764,7 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     theirs = _input_values(fresh, now)
     if _split(edits)[1] and not wire.cf_exact(fresh):
         reason = "the ticket's custom field values cannot be read exactly now"
-        _record_unsent(user, fresh, edits, reason, meta)
+        _record_unsent(user, fresh, edits, reason, meta, intent)
         raise EditFailed(
             "Thena now sends this ticket's custom field values in a shape that cannot be "
             "written back exactly, so they were not saved, and nothing was sent. Reload the "
@@ -784,6 +800,8 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
             message=message,
             meta=meta,
             base_updated_at=fresh.get("updatedAt") if outcome == "pending" else None,
+            reason=intent.reason,
+            revert_of=intent.revert_of,
         )
 
     if moved:
@@ -825,7 +843,7 @@ def _update_locked(user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta
     return _settle(sent, _read_back(client, edit.ticket_id), reason, True, 200)
 
 
-def _record_unsent(user, ticket: dict, edits: dict, reason: str, meta) -> None:
+def _record_unsent(user, ticket: dict, edits: dict, reason: str, meta, intent: Intent) -> None:
     """An attempt that ended before the PATCH: what the user asked for, nothing sent."""
     hidden = wire.unreadable(ticket)
     if not wire.cf_exact(ticket):
@@ -840,6 +858,8 @@ def _record_unsent(user, ticket: dict, edits: dict, reason: str, meta) -> None:
         outcome="failed",
         message=f"Nothing was sent: {reason}.",
         meta=meta,
+        reason=intent.reason,
+        revert_of=intent.revert_of,
     )
 
 
