@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RATIO_TARGET = 0.1
 MS_TARGET = 50.0
 ACTOR = "chen.wei"  # one of seed_audit's actors
+REASON = "duplicate"  # in one of seed_audit's reasons
 FIELD = "description"
 PAGES = 50
 
@@ -191,17 +192,42 @@ def measure(args) -> None:
         "outcome=pending": "/audit/?outcome=pending",
         "ticket=SUP-1": "/audit/?ticket=SUP-1",
         "field=description": f"/audit/?field={FIELD}",
+        "actor=CHEN (partial)": "/audit/?actor=CHEN",
+        "actor=a (12 names)": "/audit/?actor=a",
+        "actor=e + field": f"/audit/?actor=e&field={FIELD}",
+        "revert=reverts": "/audit/?revert=reverts",
+        "revert=reverted": "/audit/?revert=reverted",
+        "reverts + outcome=failed": "/audit/?revert=reverts&outcome=failed",
+        f"reason={REASON}": f"/audit/?reason={REASON}",
+        "reason + 30 days": "/audit/?"
+        + urlencode({"reason": REASON, "since": since, "until": until}),
+        "reason=zebra + 30 days": "/audit/?"
+        + urlencode({"reason": "zebra", "since": since, "until": until}),
+        "chart of 366 days": "/audit/?" + urlencode({"since": today - timedelta(days=365)}),
         "htmx fragment": ("/audit/?" + urlencode({"actor": ACTOR}), {"HX-Request": "true"}),
-        "entry detail": f"/audit/{newest.id}/",
+        "entry detail": f"/audit/{newest.number}/",
     }
     print(f"\nOther audit pages (no admin equivalent; target {MS_TARGET:.0f} ms)")
     for name, target in others.items():
         url, headers = target if isinstance(target, tuple) else (target, {})
         print(f"{name:<26} {median_ms(client, url, args.reps, headers):9.1f}")
 
+    # Rare on purpose: "zebra" is in no reason, so it reads every reason in the range.
+    print("\nUnbounded searches (like outcome=pending: bound them with dates)")
+    for name, url in {"reason=zebra": "/audit/?reason=zebra"}.items():
+        print(f"{name:<26} {median_ms(client, url, 5):9.1f}")
+
     # The chart caches the counts of days before today; a cold cache counts them all.
     print("\nWith the per-day counts cache emptied before every request")
-    for name, url in {**ours, "outcome=succeeded": others["outcome=succeeded"]}.items():
+    cold = {
+        **ours,
+        "outcome=succeeded": others["outcome=succeeded"],
+        "actor=a (12 names)": others["actor=a (12 names)"],
+        "revert=reverts": others["revert=reverts"],
+        f"reason={REASON}": others[f"reason={REASON}"],
+        "chart of 366 days": others["chart of 366 days"],
+    }
+    for name, url in cold.items():
         print(f"{name:<26} {median_ms(client, url, 7, cold=True):9.1f}")
 
 

@@ -107,7 +107,7 @@ def test_a_forged_post_takes_the_team_from_the_cache_only(viewer_client, ticket,
 
 def test_a_denial_in_the_service_carries_the_tickets_team(manager_client, viewer, ticket):
     data = submitted(manager_client.get(f"/tickets/{ticket['id']}/").context["form"], title="C")
-    edit = services.ticket_edit_submitted(
+    edit = services.ticket_edit_load_submitted(
         user=viewer, ticket_id=ticket["id"], token=data["snapshot"]
     )
     form = edit.form(data)
@@ -171,7 +171,7 @@ def test_the_count_stays_exact_across_threads_with_the_database_cache(settings, 
         try:
             barrier.wait()
             for _ in range(60 // workers):
-                services.ticket_update_denied(user=viewer, ticket_id="T-1", meta=meta)
+                services.ticket_update_deny(user=viewer, ticket_id="T-1", meta=meta)
         except Exception as error:  # reported below: a thread's failure must fail the test
             failures.append(error)
         finally:
@@ -185,7 +185,7 @@ def test_the_count_stays_exact_across_threads_with_the_database_cache(settings, 
     assert failures == []
     assert len(_denied()) == 1
     clock[0] += timedelta(minutes=1)
-    services.ticket_update_denied(user=viewer, ticket_id="T-1", meta=meta)
+    services.ticket_update_deny(user=viewer, ticket_id="T-1", meta=meta)
     assert _attempts(_denied()) == 61
 
 

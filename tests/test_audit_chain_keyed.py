@@ -21,7 +21,6 @@ from django.utils import timezone
 from tests.test_audit_models import CHANGES, META, TICKET, attempt, triggers_dropped
 from tickets.audit import chain
 from tickets.audit.chain import (
-    ANCHOR_ACTION,
     GENESIS_HASH,
     Keyring,
     key_id_of,
@@ -30,7 +29,7 @@ from tickets.audit.chain import (
     row_hash,
     verify_chain,
 )
-from tickets.models import AuditEntry, AuditField, AuditOutcome
+from tickets.models import Action, AuditEntry, AuditField, AuditOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = "a" * 16 + "-first-audit-key-for-tests-only"
@@ -383,7 +382,7 @@ def test_a_legacy_log_is_anchored_not_rewritten(manager, tmp_path):
 
     assert rows()[:3] == before
     anchor = AuditEntry.objects.get(id=4)
-    assert (anchor.action, anchor.prev_hash) == (ANCHOR_ACTION, legacy_head)
+    assert (anchor.action, anchor.prev_hash) == (Action.CHAIN_ANCHOR, legacy_head)
     assert anchor.request_body == {"legacy_rows": 3, "legacy_head": legacy_head}
     assert (entry.id, entry.prev_hash) == (5, anchor.hash)
     result = verify_chain(chain.read_checkpoints(file))
@@ -411,7 +410,7 @@ def test_seed_audit_anchors_a_legacy_log(db):
 
     result = verify_chain()
     assert (result.ok, result.legacy_rows) == (True, 2)
-    assert AuditEntry.objects.get(id=3).action == ANCHOR_ACTION
+    assert AuditEntry.objects.get(id=3).action == Action.CHAIN_ANCHOR
 
 
 def test_a_rewritten_legacy_row_breaks_the_anchor(manager):
@@ -471,7 +470,7 @@ def test_keyed_rows_after_legacy_rows_must_start_with_the_anchor(db):
 
 def test_record_attempt_refuses_the_anchor_action(manager):
     with pytest.raises(ValueError, match="dotted"):
-        attempt(manager, action=ANCHOR_ACTION)
+        attempt(manager, action=Action.CHAIN_ANCHOR)
 
 
 # JSON the databases would refuse, and over-long text

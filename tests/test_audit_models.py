@@ -14,12 +14,14 @@ from tickets.audit import (
     GENESIS_HASH,
     RequestMeta,
     VerifyResult,
+    append_many,
     record_attempt,
     record_outcome,
     row_hash,
     verify_chain,
 )
-from tickets.models import AuditEntry, AuditField, AuditOutcome, InsertOnlyError
+from tickets.audit.chain import AlreadySettled
+from tickets.models import Action, AuditEntry, AuditField, AuditOutcome, InsertOnlyError, Outcome
 
 triggers = importlib.import_module("tickets.migrations.0002_audit_insert_only_triggers")
 
@@ -150,6 +152,99 @@ def test_ipv6_client_ip_is_stored_in_canonical_form_and_verifies(manager):
     assert verify_chain().ok
 
 
+def unsaved(actor, **values):
+    """An entry as append_many takes it: built, not linked."""
+    return AuditEntry(
+        **{
+            "action": Action.TICKET_UPDATE,
+            "actor_id": actor.pk,
+            "actor_username": actor.username,
+            "ticket_id": TICKET["id"],
+            "changes": CHANGES,
+            "request_body": {name: change["after"] for name, change in CHANGES.items()},
+            "client_ip": "192.0.2.10",
+            "outcome": Outcome.PENDING,
+            **values,
+        }
+    )
+
+
+def test_append_many_links_numbers_and_indexes_the_rows_it_is_given(manager):
+    before = attempt(manager)
+    first, second = unsaved(manager), unsaved(manager, changes={"title": {"after": "New"}})
+
+    append_many(
+        [
+            first,
+            AuditOutcome(entry=first, outcome=Outcome.UNKNOWN),
+            second,
+            AuditOutcome(entry=first, outcome=Outcome.SUCCEEDED, status_code=200),
+        ]
+    )
+
+    assert (first.id, second.id, first.number, second.number) == (2, 4, 2, 3)
+    assert set(first.fields.values_list("field", flat=True)) == set(CHANGES)
+    assert list(second.fields.values_list("field", flat=True)) == ["title"]
+    current = AuditEntry.objects.with_current_outcome().in_bulk([before.pk, first.pk, second.pk])
+    assert [current[pk].current_outcome for pk in (before.pk, first.pk, second.pk)] == [
+        "pending",
+        "succeeded",
+        "pending",
+    ]
+    assert first.outcomes.get(outcome="unknown").entry_created_at == first.created_at
+    after = attempt(manager)  # the chain goes on
+    assert (after.id, after.number) == (6, 4)
+    assert (verify_chain().ok, verify_chain().count) == (True, 6)
+
+
+def test_append_many_links_each_row_before_it_draws_the_next(manager):
+    def rows():
+        undone = unsaved(manager)
+        yield undone
+        yield unsaved(manager, revert_of=undone.id, reason=f"Revert #{undone.number}")
+
+    append_many(rows())
+
+    undone, revert = AuditEntry.objects.order_by("id")
+    assert (revert.revert_of, revert.reason) == (undone.id, "Revert #1")
+    assert verify_chain().ok
+
+
+def test_append_many_refuses_what_record_attempt_and_record_outcome_refuse(manager):
+    settled = attempt(manager)
+    record_outcome(entry=settled, outcome="succeeded")
+    denied = unsaved(manager, outcome=Outcome.DENIED)
+
+    with pytest.raises(ValueError, match="dotted"):
+        append_many([unsaved(manager), unsaved(manager, action="update")])
+    with pytest.raises(ValueError, match="cannot start"):
+        append_many([unsaved(manager, outcome=Outcome.UNKNOWN)])
+    with pytest.raises(ValueError, match="dotted"):
+        append_many([unsaved(manager, action=Action.CHAIN_ANCHOR)])
+    with pytest.raises(AlreadySettled, match=r"already settled \(succeeded\)"):
+        append_many([AuditOutcome(entry_id=settled.pk, outcome=Outcome.FAILED)])
+    with pytest.raises(ValueError, match=r"final when written \(denied\)"):
+        append_many([denied, AuditOutcome(entry=denied, outcome=Outcome.FAILED)])
+    with pytest.raises(ValueError, match="must be in the log"):
+        append_many([AuditOutcome(entry=unsaved(manager), outcome=Outcome.FAILED)])
+
+    assert AuditEntry.objects.count() == 1  # a refused batch writes nothing
+    assert verify_chain().ok
+
+
+def test_append_many_makes_rows_storable_before_it_hashes_them(manager):
+    entry = unsaved(
+        manager, ticket_title="nul\x00here", ticket_id="x" * 100, client_ip="2001:DB8::1"
+    )
+
+    append_many([entry])
+
+    entry.refresh_from_db()
+    assert (entry.ticket_title, entry.ticket_id) == ("nul\ufffdhere", "x" * 64)
+    assert entry.client_ip == "2001:db8::1"
+    assert verify_chain().ok
+
+
 # Reading
 
 
@@ -212,6 +307,12 @@ def test_str_is_readable(manager):
     entry = attempt(manager)
 
     assert "mia ticket.update SUP-1: pending" in str(entry)
+
+
+def test_an_entry_names_its_action_for_people(manager):
+    entry = attempt(manager)
+    assert (entry.action, entry.action_label) == ("ticket.update", "Ticket edit")
+    assert AuditEntry(action="bulk.something").action_label == "bulk.something"
 
 
 # Insert-only

@@ -1,5 +1,5 @@
 """A cold ticket page: the lists of choices are asked for at the same time, and a list
-Thena does not send leaves the form working with what is known (services.team_choices).
+Thena does not send leaves the form working with what is known (services.team_choices_load).
 
 Timing targets live in bench/cold_page.py; here concurrency is checked by how many
 requests the sandbox serves at once."""

@@ -15,8 +15,7 @@ import pytest
 
 from tests.browser import form_data, replace, to_urlencoded
 from tests.util import fail_patches
-from tickets import services
-from tickets.audit import RequestMeta, record_attempt
+from tickets.audit import RequestMeta, audit_reconcile, record_attempt
 from tickets.models import AuditEntry
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
 from tickets.thena.sandbox import DEMO_API_KEY
@@ -297,7 +296,7 @@ def test_reconcile_settles_an_unknown_edit_by_evidence(
     assert _entry().current_outcome == "unknown"
     _meanwhile(sandbox, ticket, meanwhile)
 
-    counts = services.audit_reconcile(min_age_seconds=0)
+    counts = audit_reconcile(min_age_seconds=0)
 
     entry = _entry()
     assert entry.current_outcome == outcome
@@ -316,7 +315,7 @@ def test_reconcile_leaves_young_entries_alone(manager_client, sandbox, ticket, u
     manager_client.post(url, body, content_type=FORM)
     sandbox.touch_ticket(ticket["id"], **SENT)
 
-    services.audit_reconcile()  # default: entries under a minute old may be in flight
+    audit_reconcile()  # default: entries under a minute old may be in flight
 
     assert _entry().current_outcome == "unknown"
 
@@ -340,7 +339,7 @@ def test_reconcile_settles_a_pending_edit_by_the_same_rules(
     )
     _meanwhile(sandbox, ticket, meanwhile)
 
-    counts = services.audit_reconcile(min_age_seconds=0)
+    counts = audit_reconcile(min_age_seconds=0)
 
     entry = _entry()
     assert entry.current_outcome == outcome
@@ -368,5 +367,5 @@ def test_reconcile_settles_an_edit_whose_worker_died_after_sending(
     assert entry.current_outcome == "pending"
     assert entry.base_updated_at == ticket["updatedAt"]
 
-    assert services.audit_reconcile(min_age_seconds=0)["succeeded"] == 1
+    assert audit_reconcile(min_age_seconds=0)["succeeded"] == 1
     assert _entry().current_outcome == "succeeded"

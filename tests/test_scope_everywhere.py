@@ -387,7 +387,7 @@ def test_a_second_process_shares_the_database_cache(sandbox, ticket):
     from django.core.cache import caches
 
     with override_settings(CACHES=DB_CACHE):
-        choices = services.team_choices(ticket["teamId"])
+        choices = services.team_choices_load(ticket["teamId"])
         other = caches.create_connection("default")  # as a new process would make it
         assert other is not caches["default"]
         assert other.get(f"thena:choices:{ticket['teamId']}") == choices

@@ -284,7 +284,7 @@ def test_reconcile_settles_unknown_edits_by_reading_back(manager, sandbox, ticke
 def test_ticket_history_lists_newest_first_with_labels(manager, sandbox, ticket):
     _update(manager, ticket["id"], title="One")
     _update(manager, ticket["id"], isPrivate="on")
-    history = services.ticket_history(user=manager, ticket_id=ticket["id"])
+    history = services.ticket_history_list(user=manager, ticket_id=ticket["id"])
     assert [item.fields for item in history] == [["Private"], ["Title"]]
     assert {item.outcome for item in history} == {"succeeded"}
 

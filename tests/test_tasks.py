@@ -18,7 +18,14 @@ from django_tasks_db.models import DBTaskResult
 from tests.browser import form_data, replace, to_urlencoded
 from tests.test_audit_pg_role import readme_sql
 from tickets import services, tasks
-from tickets.audit import RequestMeta, record_attempt, record_outcome, verify_chain
+from tickets.audit import (
+    RequestMeta,
+    audit_reconcile,
+    reconcile,
+    record_attempt,
+    record_outcome,
+    verify_chain,
+)
 from tickets.audit.chain import AlreadySettled
 from tickets.models import AuditEntry, AuditOutcome
 
@@ -105,8 +112,8 @@ def test_an_unknown_save_queues_its_reconciliation_after_the_in_flight_window(
     assert queued.status == TaskResultStatus.READY
     assert queued.args_kwargs == {"args": [entry.pk], "kwargs": {}}
     wait = queued.run_after - datetime.now(UTC)
-    assert timedelta(seconds=services.IN_FLIGHT_SECONDS - 10) < wait
-    assert wait <= timedelta(seconds=services.IN_FLIGHT_SECONDS)
+    assert timedelta(seconds=reconcile.IN_FLIGHT_SECONDS - 10) < wait
+    assert wait <= timedelta(seconds=reconcile.IN_FLIGHT_SECONDS)
 
 
 @pytest.mark.django_db
@@ -203,7 +210,7 @@ def test_the_sweep_settles_what_is_left_and_queues_itself_once(
     call_command("schedule_reconcile")
     assert tasks.schedule_sweep() is None
     [first] = _ready(tasks.reconcile_sweep)
-    monkeypatch.setattr(services, "IN_FLIGHT_SECONDS", 0)  # the entries are old enough now
+    monkeypatch.setattr(reconcile, "IN_FLIGHT_SECONDS", 0)  # the entries are old enough now
     _run_worker()
 
     first.refresh_from_db()
@@ -226,7 +233,7 @@ def test_a_sweep_that_fails_still_queues_the_next(monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(services, "audit_reconcile", broken)
+    monkeypatch.setattr(reconcile, "audit_reconcile", broken)
     tasks.schedule_sweep()
 
     _run_worker()
@@ -266,7 +273,7 @@ def test_a_save_slower_than_the_in_flight_window_keeps_reconciliations_outcome(
 
     def slow_update(ticket_id, body):
         updated = real_update(ticket_id, body)
-        services.audit_reconcile(min_age_seconds=0)  # meanwhile, a sweep reads it back
+        audit_reconcile(min_age_seconds=0)  # meanwhile, a sweep reads it back
         return updated
 
     monkeypatch.setattr(services.get_client(), "update_ticket", slow_update)
@@ -311,7 +318,7 @@ def _race(sandbox, thena, monkeypatch, *, before_each=lambda: None) -> None:
     def reconcile():
         try:
             before_each()
-            results.append(services.audit_reconcile(min_age_seconds=0))
+            results.append(audit_reconcile(min_age_seconds=0))
         except BaseException as error:  # reported below
             errors.append(error)
         finally:

@@ -265,6 +265,8 @@ THENA_REQUEST_BUDGET_SECONDS = env_float("THENA_REQUEST_BUDGET_SECONDS", 20.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.
 THENA_AUTO_LINK_FIELD = os.getenv("THENA_AUTO_LINK_FIELD", "").strip() or "autoLinkSlackChannel"
+# A reason (the audit entry's `reason`) is required for every change: edits and reverts.
+THENA_REQUIRE_REASON = env_bool("THENA_REQUIRE_REASON", False)
 # The in-process sandbox lives in one process: served by several (gunicorn workers, or
 # instances sharing a PostgreSQL database) each would have its own Thena, so the server
 # refuses to start that way (tickets/checks.py, gunicorn.conf.py) unless this says a

@@ -28,3 +28,8 @@ urlpatterns = [
     path("audit/", include("tickets.audit_urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Styled error pages (templates/403.html, 404.html, 500.html).
+handler403 = "tickets.views.permission_denied"
+handler404 = "tickets.views.page_not_found"
+handler500 = "tickets.views.server_error"

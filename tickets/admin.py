@@ -69,7 +69,7 @@ class TeamScopeForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         try:
-            teams = [(t["id"], t.get("name") or t["id"]) for t in services.teams_list()]
+            teams = [(t["id"], t.get("name") or t["id"]) for t in services.team_list()]
         except ThenaError:
             teams = []
         current = self.instance.team_ids or []

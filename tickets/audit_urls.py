@@ -10,4 +10,5 @@ urlpatterns = [
     path("export.csv", views.audit_export, name="export"),
     # /audit/<pk>/
     path("<int:number>/", views.audit_detail, name="detail"),
+    path("<int:number>/revert/", views.audit_revert, name="revert"),
 ]

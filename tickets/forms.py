@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.validators import URLValidator
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import cached_property
@@ -31,6 +32,10 @@ JSON_MAX_DIGITS = 400  # an integer in a JSON input
 INTEGER_MAX = 2**53 - 1  # a custom integer field: what JavaScript keeps exactly
 CF_PREFIX = "cf__"
 RESOLVE_PREFIX = "resolve__"
+# Why the user makes the change: kept in the audit entry, never sent to Thena.
+REASON = "reason"
+REASON_MAX = 1000
+REASON_REQUIRED = "Give a reason for this change."
 # Thena refuses a ticket without these; an empty choice is offered only when the ticket
 # has none (so that the page does not silently pick one).
 REQUIRED_CHOICES = frozenset({"statusId", "priorityId"})
@@ -347,6 +352,15 @@ class TooLongField(forms.CharField):
         return value
 
 
+class ReasonField(forms.CharField):
+    """Why a change is made, in the user's words, with LF line breaks: browsers send a
+    textarea's as CR LF, and count each as one character against `maxlength`."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class ReferenceField(forms.ChoiceField):
     """A select of known ids that also accepts an id outside the list when `open` (the
     account picker finds accounts by search, so the list holds only some of them)."""
@@ -459,6 +473,15 @@ class TicketUpdateForm(forms.Form):
             if isinstance(value, str) and limit and len(value) > limit:
                 self.fields[spec.name] = TooLongField(len(value), label=spec.label, required=False)
         self._add_custom_fields()
+        self.reason_required = settings.THENA_REQUIRE_REASON
+        self.fields[REASON] = ReasonField(
+            label="Reason for this change",
+            required=False,  # only when something changed: see clean()
+            max_length=REASON_MAX,
+            widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off"}),
+            help_text=("Required. " if self.reason_required else "Optional. ")
+            + "Kept in the audit log with this change; never sent to Thena.",
+        )
         if data is None:
             snapshot = Snapshot(ticket, self._rendered(), snapshot.originals if snapshot else {})
             self.initial["snapshot"] = snapshot.sign()
@@ -484,6 +507,8 @@ class TicketUpdateForm(forms.Form):
                 if not data.getlist(html_name):
                     del data[html_name]  # an unticked box is sent as nothing at all
         data["snapshot"] = shown.initial["snapshot"]
+        if form.data.get(REASON):
+            data[REASON] = form.data[REASON]
         for name in originals:
             data[RESOLVE_PREFIX + name] = "yours"
         bound = cls(data, ticket=fresh, choices=form.choices, snapshot=shown.snapshot)
@@ -534,11 +559,14 @@ class TicketUpdateForm(forms.Form):
         return [CF_PREFIX + d["uid"] for d in self.custom_fields]
 
     def _inputs(self) -> list[str]:
-        """The names of the inputs that carry ticket data (not the snapshot or radios)."""
+        """The names of the inputs that carry ticket data (not the snapshot, the reason or
+        radios)."""
         return [
             name
             for name, f in self.fields.items()
-            if name != "snapshot" and not name.startswith(RESOLVE_PREFIX) and not f.disabled
+            if name not in ("snapshot", REASON)
+            and not name.startswith(RESOLVE_PREFIX)
+            and not f.disabled
         ]
 
     def _rendered(self) -> dict[str, str]:
@@ -588,7 +616,17 @@ class TicketUpdateForm(forms.Form):
                     "This email is not the chosen assignee's. Choose the assignee or type "
                     "an email, not two different people.",
                 )
+        if self.reason_required and not cleaned.get(REASON) and REASON not in self.errors:
+            # An untouched form is not refused: it saves nothing and says so.
+            changed = bool(self.edited_inputs) if self.errors else bool(self.edits())
+            if changed:
+                self.add_error(REASON, forms.ValidationError(REASON_REQUIRED, code="required"))
         return cleaned
+
+    @property
+    def reason(self) -> str:
+        """The reason given, once the form is valid ("" for none)."""
+        return self.cleaned_data.get(REASON, "")
 
     def _clean_fields(self):
         # Only edited inputs are read: an untouched one is not sent, so what Thena holds
@@ -656,3 +694,40 @@ class TicketUpdateForm(forms.Form):
             names = [s.name for s in self.specs if s.group == key and s.name in self.fields]
             grouped.append((key, title, [self[name] for name in names]))
         return grouped
+
+
+class RevertForm(forms.Form):
+    """The revert controls of an audit entry (POST /audit/<number>/revert/): the field to
+    revert ("all" for the whole change) and why; after a conflict, the signed token of
+    what Thena held then and a choice per clashing field (resolve__<name>)."""
+
+    field = forms.CharField(max_length=200)
+    reason = ReasonField(label="Reason for this change", max_length=REASON_MAX, required=False)
+    token = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, data=None, *, clashing: list[tuple[str, str]] = ()):
+        super().__init__(data)
+        reason = self.fields[REASON]
+        reason.required = settings.THENA_REQUIRE_REASON
+        reason.error_messages["required"] = REASON_REQUIRED
+        reason.widget.attrs["autocomplete"] = "off"
+        for name, label in clashing:
+            self.fields[RESOLVE_PREFIX + name] = forms.ChoiceField(
+                label=f"Keep which {label}",
+                choices=RESOLUTIONS,
+                required=False,
+                widget=forms.RadioSelect,
+            )
+
+    def names(self) -> list[str] | None:
+        """The fields to revert, as input names; None for the whole change."""
+        name = self.cleaned_data["field"]
+        return None if name == "all" else [name]
+
+    def resolutions(self) -> dict[str, str]:
+        """The choice posted for each clashing field, by input name."""
+        return {
+            key.removeprefix(RESOLVE_PREFIX): str(value)
+            for key, value in self.data.items()
+            if key.startswith(RESOLVE_PREFIX)
+        }

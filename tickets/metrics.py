@@ -92,13 +92,13 @@ class UnsettledCollector:
         self._lock = threading.Lock()
 
     def collect(self):
-        from .models import AuditEntry, AuditOutcome, Outcome
+        from .models import Action, AuditEntry, AuditOutcome, Outcome
 
         with self._lock:
             now = timezone.now()
-            edits = AuditEntry.objects.filter(action="ticket.update")
+            edits = AuditEntry.objects.filter(action=Action.TICKET_UPDATE)
             unknown = AuditOutcome.objects.current().filter(
-                outcome=Outcome.UNKNOWN, entry__action="ticket.update"
+                outcome=Outcome.UNKNOWN, entry__action=Action.TICKET_UPDATE
             )
             if self._since is not None:
                 edits = edits.filter(created_at__gte=self._since)

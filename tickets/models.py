@@ -20,6 +20,16 @@ class Outcome(models.TextChoices):
     DENIED = "denied"  # no PATCH: the user lacks permission or scope
 
 
+class Action(models.TextChoices):
+    """What an audit entry records, as a dotted code (kept in the log and hashed: never
+    renamed) with the label people see."""
+
+    TICKET_UPDATE = "ticket.update", "Ticket edit"
+    AUDIT_EXPORT = "audit.export", "Audit export"
+    # Starts the keyed chain after legacy rows; written by tickets/audit/chain.py alone.
+    CHAIN_ANCHOR = "audit.chain_anchor", "Chain anchor"
+
+
 # An entry starts pending (two-phase: an AuditOutcome settles it) or with a final outcome
 # (single-row actions: conflict, denied, or e.g. a succeeded audit.export).
 ENTRY_OUTCOMES = (
@@ -111,7 +121,11 @@ class AuditEntry(InsertOnlyModel):
     and `actor_email` keep the record readable afterwards.
 
     Keyset pages go newest first on (created_at, id); every filter has an index that
-    ends in (created_at, id) so a page is a short backwards index range scan. Write the
+    ends in (created_at, id) so a page is a short backwards index range scan. "Reverts
+    only" and the reason search read partial indexes of (created_at, id) that hold only
+    the rows with a revert_of or a reason; a partial actor name is first resolved to
+    usernames (audit/actors.py), each read through the actor index; the list's chart
+    counts changes on (action, created_at, id). Write the
     cursor as `created_at <= c AND (created_at < c OR id < i)`: the bare OR form gives
     neither SQLite nor PostgreSQL an index bound and scans from the newest row. Filters
     held in another table (field, settled outcome) page fastest when the page is picked
@@ -121,7 +135,7 @@ class AuditEntry(InsertOnlyModel):
 
     id = models.BigIntegerField(primary_key=True)
     created_at = models.DateTimeField()
-    action = models.CharField(max_length=64)  # dotted code: ticket.update, audit.export
+    action = models.CharField(max_length=64)  # an Action code: ticket.update, audit.export
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,
@@ -154,6 +168,9 @@ class AuditEntry(InsertOnlyModel):
     reason = models.TextField(null=True, blank=True)  # noqa: DJ001
     # The entry (its id) whose change this entry reverts.
     revert_of = models.BigIntegerField(null=True, blank=True)
+    # The team's name when the entry was written (team_id is what is hashed and scoped
+    # by; a team renamed later keeps its old name here). NULL when it was not at hand.
+    team_name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     # What people call the entry: 1, 2, 3, ... over entries alone (ids count outcomes
     # too). Derived from the chain order like AuditField, so not hashed: verify_audit_log
     # checks that the numbers are exactly 1..N in id order.
@@ -186,6 +203,7 @@ class AuditEntry(InsertOnlyModel):
         "key_id",
         "reason",
         "revert_of",
+        "team_name",
     )
 
     class Meta:
@@ -206,6 +224,20 @@ class AuditEntry(InsertOnlyModel):
             models.Index(fields=["outcome", "created_at", "id"], name="audit_entry_outcome"),
             models.Index(fields=["number"], name="audit_entry_number"),
             models.Index(fields=["revert_of"], name="audit_entry_revert_of"),
+            # The list's chart counts changes (ticket.update) per day from this index alone.
+            models.Index(fields=["action", "created_at", "id"], name="audit_entry_action"),
+            # Partial: only the rows that have a value, in keyset order, so "reverts only"
+            # pages like any other filter and the reason search reads only entries with one.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(revert_of__isnull=False),
+                name="audit_entry_reverts",
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(reason__isnull=False),
+                name="audit_entry_reasons",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -213,6 +245,11 @@ class AuditEntry(InsertOnlyModel):
         what = f" {self.ticket_identifier or self.ticket_id}" if self.ticket_id else ""
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S} " if self.created_at else ""
         return f"#{self.number or self.id} {when}{who} {self.action}{what}: {self.outcome}"
+
+    @property
+    def action_label(self) -> str:
+        """The action as people read it; a code this version does not know, as it is."""
+        return Action(self.action).label if self.action in Action.values else self.action
 
 
 class AuditOutcomeQuerySet(InsertOnlyQuerySet):

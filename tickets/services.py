@@ -1,15 +1,20 @@
-"""Use cases. The only callers of the Thena client (house-style §1)."""
+"""Use cases, named <entity>_<verb>. With tickets/audit/reconcile.py (which settles the
+audit log by reading tickets back), the only callers of the Thena client (house-style §1).
+"""
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core import signing
 from django.core.cache import cache, caches
 from django.core.cache.backends.db import DatabaseCache
 from django.core.exceptions import PermissionDenied
@@ -17,22 +22,30 @@ from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from . import audit, locks
+from .audit import reconcile
 from .audit.chain import AlreadySettled
 from .audit.queries import visible_to
-from .forms import CF_PREFIX, Choices, TicketUpdateForm, input_label
+from .audit.words import change_lines, revert_numbers
+from .forms import (
+    CF_PREFIX,
+    CURRENT_LABELS,
+    Choices,
+    TicketUpdateForm,
+    _option_pairs,
+    input_label,
+)
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
-from .models import AuditEntry, TeamScope
+from .models import Action, AuditEntry, Outcome, TeamScope
 from .snapshot import Snapshot, SnapshotError  # noqa: F401 - raised through here
+from .tasks import reconcile_entry
 from .thena import schema, speccheck, wire
 from .thena.client import concurrently, get_client, request_budget
 from .thena.errors import ThenaError, ThenaNotFound
 
 PAGE_SIZE = 25
+HISTORY_TEXT = 60  # characters of a value the history panel shows
 NO_TEAMS = "Your account is not allowed to see any team yet. Ask your administrator."
 LOOKUP_TTL = 300  # seconds: teams, statuses, members... change rarely
-# Reconciliation leaves younger edits alone: their PATCH may still be in flight (well over
-# THENA_REQUEST_BUDGET_SECONDS); a lost edit is looked at again after this long.
-IN_FLIGHT_SECONDS = 60
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +97,7 @@ def _ticket_team_key(ticket_id: str) -> str:
     return f"thena:ticket-team:{_key_part(ticket_id)}"
 
 
-def teams_list() -> list[dict]:
+def team_list() -> list[dict]:
     """Top-level teams (tickets belong to these; sub-teams are a field of the ticket)."""
     return [team for team in _cached("teams", get_client().teams) if not team.get("parentTeamId")]
 
@@ -92,7 +105,7 @@ def teams_list() -> list[dict]:
 # -- team scopes --------------------------------------------------------------------------
 
 
-def user_team_scope(user) -> frozenset[str] | None:
+def team_scope_get(user) -> frozenset[str] | None:
     """The Thena teams a user may see: None for every team (superusers, and users without
     a TeamScope row), else the scope's team ids. Memoised on the user for the request."""
     if user.is_superuser:
@@ -104,7 +117,7 @@ def user_team_scope(user) -> frozenset[str] | None:
 
 
 def _in_scope(user, team_id: str | None) -> bool:
-    scope = user_team_scope(user)
+    scope = team_scope_get(user)
     return scope is None or team_id in scope
 
 
@@ -130,7 +143,7 @@ def ticket_check_scope(*, user, ticket_id: str, fresh: bool = False) -> None:
     with `fresh` or on a miss, from Thena (ThenaError when Thena cannot say). Use `fresh`
     where a stale team would show something: a ticket that moved out of the user's teams
     must not show its history to them for the cache's lifetime."""
-    if user_team_scope(user) is None:
+    if team_scope_get(user) is None:
         return
     team_id = None if fresh else cache.get(_ticket_team_key(ticket_id))
     if team_id is None:
@@ -163,9 +176,9 @@ def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> T
     scoped to some teams sees one of them at a time (the API lists one team or all)."""
     page = max(page, 1)
     client = get_client()
-    scope = user_team_scope(user)
+    scope = team_scope_get(user)
     try:
-        teams = teams_list()
+        teams = team_list()
         if scope is not None:
             teams = [team for team in teams if team["id"] in scope]
             if team_id not in scope:
@@ -198,7 +211,7 @@ HEALTH_SECONDS = 2.0  # the probe's budget, the spec read included
 HEALTH_KEEP = 600  # an older result still answers while the next probe runs
 
 
-def health_live() -> dict:
+def health_check_live() -> dict:
     """The process answers and its database does: no Thena, no cache, no write."""
     database = _database_health()
     ok = database == "ok"
@@ -445,7 +458,7 @@ LIST_NAMES = {
 INCOMPLETE_TTL = 60  # seconds: choices with a list missing, for the submit of their page
 
 
-def team_choices(team_id: str, *, retry_missing: bool = True) -> Choices:
+def team_choices_load(team_id: str, *, retry_missing: bool = True) -> Choices:
     """Everything the edit form offers for one team, cached as one entry so a warm edit
     page costs exactly one upstream request (the ticket itself). Lists Thena did not
     send are named in `missing`; such a set is cached briefly, and fetched again unless
@@ -514,10 +527,10 @@ def account_search(query: str, *, keep: str = "") -> list[tuple[str, str]]:
 def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     """Raises ThenaNotFound for a ticket that does not exist (or is out of scope)."""
     ticket = _visible(user, get_client().get_ticket(ticket_id))
-    return TicketEdit(ticket=ticket, choices=team_choices(ticket.get("teamId") or ""))
+    return TicketEdit(ticket=ticket, choices=team_choices_load(ticket.get("teamId") or ""))
 
 
-def ticket_edit_submitted(
+def ticket_edit_load_submitted(
     *, user, ticket_id: str, token: str, account_id: str = ""
 ) -> TicketEdit | None:
     """The edit as the user saw it, from the form's signed snapshot and the cached
@@ -530,7 +543,7 @@ def ticket_edit_submitted(
         return None
     # Lists Thena did not send stay missing, as the page showed them; the form still
     # offers the current values.
-    choices = team_choices(snapshot.team_id, retry_missing=False)
+    choices = team_choices_load(snapshot.team_id, retry_missing=False)
     if account_id and account_id not in dict(choices.accounts):
         choices = replace(choices, accounts=_account_options(choices.accounts, account_id))
     return TicketEdit(ticket=snapshot.ticket, choices=choices, snapshot=snapshot)
@@ -546,10 +559,26 @@ def _account_options(listed: list, account_id: str) -> list[tuple[str, str]]:
 def _ticket_ref(ticket: dict) -> dict:
     """What the audit entry keeps of a ticket (audit.record_attempt makes any text fit
     its column: a ticket Thena holds oddly can still be edited, and its edits logged)."""
-    return {key: ticket.get(key) for key in ("id", "ticketIdentifier", "title", "teamId")}
+    return {
+        key: ticket.get(key) for key in ("id", "ticketIdentifier", "title", "teamId", "teamName")
+    }
 
 
-NO_PERMISSION = "The user lacks the permission tickets.edit_ticket."
+def _cached_team_name(team_id: str | None) -> str | None:
+    """The team's name if the team list team_list() caches holds it (no request to
+    Thena: a refused edit is logged whatever Thena's state)."""
+    teams = cache.get("thena:teams") if team_id else None
+    if not isinstance(teams, list):
+        return None
+    return next(
+        (t.get("name") for t in teams if isinstance(t, dict) and t.get("id") == team_id), None
+    )
+
+
+NO_PERMISSION = (
+    "The user may view tickets but not edit them (no \u201cCan edit Thena tickets\u201d "
+    "permission)."
+)
 OUT_OF_SCOPE = "The ticket is outside the user's teams."
 
 
@@ -562,13 +591,14 @@ def _denied_now() -> datetime:
     return datetime.now(UTC)
 
 
-def ticket_update_denied(
+def ticket_update_deny(
     *,
     user,
     ticket_id: str,
     meta: audit.RequestMeta,
     why: str = NO_PERMISSION,
     team_id: str | None = None,
+    team_name: str | None = None,
 ) -> None:
     """An edit refused before anything was sent: nothing reaches Thena, but it is logged.
 
@@ -577,7 +607,8 @@ def ticket_update_denied(
     count is written with the next denied entry of the same user and ticket, as "and N
     more denied attempts between HH:MM and HH:MM UTC". The log is insert-only, so a
     count cannot be added to an entry already written. `team_id` None means unknown:
-    it is then taken from the cache of ticket teams if there, never asked of Thena."""
+    it is then taken from the cache of ticket teams if there, never asked of Thena; so is
+    `team_name` from the cached team list when not given."""
     ticket_id = str(ticket_id)[:TICKET_ID_MAX]
     if team_id is None:
         team_id = cache.get(_ticket_team_key(ticket_id))
@@ -589,9 +620,13 @@ def ticket_update_denied(
     message = why + _denied_before(base, window)
     cache.set(f"{base}:last", window, DENIED_KEEP)
     audit.record_attempt(
-        action="ticket.update",
+        action=Action.TICKET_UPDATE,
         actor=user,
-        ticket={"id": ticket_id, "teamId": team_id},
+        ticket={
+            "id": ticket_id,
+            "teamId": team_id,
+            "teamName": team_name or _cached_team_name(team_id),
+        },
         changes={},
         request_body={},
         outcome="denied",
@@ -683,26 +718,6 @@ def patch_body(ticket: dict, edits: dict) -> dict:
     return fields
 
 
-def _applied(ticket: dict, body: dict, custom: dict) -> bool | None:
-    """Whether `ticket` shows the edit: True when every sent value that the ticket object
-    carries is there, False when one is not, None when none can be read back."""
-    specs, values = schema.field_map(), wire.ticket_values(ticket)
-    checked = False
-    for name, sent in body.items():
-        if name == "customFieldValues" and not wire.cf_exact(ticket):
-            continue  # custom fields read as strings cannot show what was written
-        if name == "customFieldValues" and custom:
-            for uid, data in custom.items():
-                if not wire.equal(wire.cf_data(ticket, uid), data):
-                    return False
-            checked = True
-        elif name in specs and name in ticket:  # write-only keys are not on a ticket
-            if not wire.same(specs[name], sent, values[name]):
-                return False
-            checked = True
-    return True if checked else None
-
-
 @dataclass(frozen=True)
 class Intent:
     """What an edit's audit entries say beside the change: the user's reason for it, and
@@ -732,8 +747,12 @@ def ticket_update(
     if not edits:
         return UpdateResult(entry=None, ticket=edit.ticket, sent={}, kept_upstream=[])
     if not user.has_perm("tickets.edit_ticket"):
-        ticket_update_denied(
-            user=user, ticket_id=edit.ticket_id, meta=meta, team_id=edit.ticket.get("teamId")
+        ticket_update_deny(
+            user=user,
+            ticket_id=edit.ticket_id,
+            meta=meta,
+            team_id=edit.ticket.get("teamId"),
+            team_name=edit.ticket.get("teamName"),
         )
         raise PermissionDenied("You may view tickets but not edit them.")
     with locks.ticket_edit_lock(edit.ticket_id):
@@ -749,22 +768,26 @@ def _update_locked(
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
         reason = "could not re-read the ticket first: " + (error.detail or error.user_message)
-        _record_unsent(user, snapshot.ticket, edits, reason, meta, intent)
+        labels = Labeller(edit.choices, (snapshot.ticket,))
+        _record_unsent(user, snapshot.ticket, edits, reason, meta, intent, labels)
         raise
     if not _in_scope(user, fresh.get("teamId")):
-        ticket_update_denied(
+        ticket_update_deny(
             user=user,
             ticket_id=edit.ticket_id,
             meta=meta,
             why=OUT_OF_SCOPE,
             team_id=fresh.get("teamId"),
+            team_name=fresh.get("teamName"),
         )
         raise OutOfScope()
+    # Names for the ids recorded: the page's choices, then both reads' own names.
+    labels = Labeller(edit.choices, (fresh, snapshot.ticket))
     now = wire.ticket_values(fresh)
     theirs = _input_values(fresh, now)
     if _split(edits)[1] and not wire.cf_exact(fresh):
         reason = "the ticket's custom field values cannot be read exactly now"
-        _record_unsent(user, fresh, edits, reason, meta, intent)
+        _record_unsent(user, fresh, edits, reason, meta, intent, labels)
         raise EditFailed(
             "Thena now sends this ticket's custom field values in a shape that cannot be "
             "written back exactly, so they were not saved, and nothing was sent. Reload the "
@@ -791,10 +814,10 @@ def _update_locked(
 
     def record(outcome: str = "pending", message: str = ""):
         return audit.record_attempt(
-            action="ticket.update",
+            action=Action.TICKET_UPDATE,
             actor=user,
             ticket=_ticket_ref(fresh),
-            changes=_changes(now, body, hidden),
+            changes=_changes(now, body, hidden, labels),
             request_body=body,
             outcome=outcome,
             message=message,
@@ -834,7 +857,7 @@ def _update_locked(
         return _settle(
             sent, _read_back(client, edit.ticket_id), reason, answered, error.status_code
         )
-    applied = _applied(updated, body, custom)
+    applied = wire.applied(updated, body, custom)
     # Only write-only values sent: a ticket that moved on is the best evidence there is.
     if applied or (applied is None and updated.get("updatedAt") != fresh.get("updatedAt")):
         sent.record("succeeded", 200, ticket=updated)
@@ -843,14 +866,16 @@ def _update_locked(
     return _settle(sent, _read_back(client, edit.ticket_id), reason, True, 200)
 
 
-def _record_unsent(user, ticket: dict, edits: dict, reason: str, meta, intent: Intent) -> None:
+def _record_unsent(
+    user, ticket: dict, edits: dict, reason: str, meta, intent: Intent, labels: "Labeller"
+) -> None:
     """An attempt that ended before the PATCH: what the user asked for, nothing sent."""
     hidden = wire.unreadable(ticket)
     if not wire.cf_exact(ticket):
         hidden |= {"customFieldValues"}
-    changes = _changes(wire.ticket_values(ticket), patch_body(ticket, edits), hidden)
+    changes = _changes(wire.ticket_values(ticket), patch_body(ticket, edits), hidden, labels)
     audit.record_attempt(
-        action="ticket.update",
+        action=Action.TICKET_UPDATE,
         actor=user,
         ticket=_ticket_ref(ticket),
         changes=changes,
@@ -909,7 +934,7 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
     """The outcome of a PATCH whose answer did not show it, from one read-back: applied
     is "succeeded"; untouched since the re-read, after Thena finished with the request,
     is "failed"; anything else stays "unknown"."""
-    applied = _applied(now, sent.body, sent.custom) if now is not None else False
+    applied = wire.applied(now, sent.body, sent.custom) if now is not None else False
     unchanged = now is not None and now.get("updatedAt") == sent.fresh.get("updatedAt")
     if applied:
         sent.record("succeeded", status, f"{reason} Reading the ticket back shows the change.", now)
@@ -939,9 +964,7 @@ def _queue_reconcile(entry: AuditEntry) -> None:
     """Ask the task worker to settle `entry` once the in-flight window has passed. Never
     fails the request: an entry whose task could not be queued is left to the sweep."""
     try:
-        from .tasks import reconcile_entry  # tasks call services: imported here, not above
-
-        run_after = datetime.now(UTC) + timedelta(seconds=IN_FLIGHT_SECONDS)
+        run_after = datetime.now(UTC) + timedelta(seconds=reconcile.IN_FLIGHT_SECONDS)
         with transaction.atomic():  # a failed insert must not spoil a caller's transaction
             reconcile_entry.using(run_after=run_after).enqueue(entry.pk)
     except Exception:
@@ -955,14 +978,102 @@ def field_label(name: str) -> str:
     return input_label([], name)
 
 
-def _changes(before: dict, body: dict, unreadable: frozenset[str]) -> dict:
+@dataclass(frozen=True)
+class Labeller:
+    """The names people know the recorded ids by, taken when the entry is written (a
+    status renamed later must not rename history): the choices the page had, then the
+    display names on the tickets as read (`tickets`, freshest first). Never a request to
+    Thena: an id with no name at hand gets no label."""
+
+    choices: Choices = field(default_factory=Choices)
+    tickets: tuple[dict, ...] = ()
+
+    def label(self, name: str, value) -> str | None:
+        """The label of `value` when `name` is an id field and the id has a known name."""
+        spec = schema.field_map().get(name)
+        if spec is None or spec.kind != "id" or not isinstance(value, str) or not value:
+            return None
+        listed = dict(self.choices.for_field(name)).get(value)
+        if listed:
+            return str(listed)
+        key = CURRENT_LABELS.get(name)
+        for ticket in self.tickets:
+            shown = ticket.get(key) if key and ticket.get(name) == value else None
+            if isinstance(shown, str) and shown:
+                return shown
+        return None
+
+    def custom_fields(self, before: list | None, after: list) -> dict:
+        """The custom fields an edit of customFieldValues touched, in words, by uid:
+        {"name": ..., "before": ..., "after": ...}; option values become their labels.
+        `before` None means it could not be read: every field sent is listed, without
+        "before"."""
+        definitions = {d["uid"]: d for d in self.choices.custom_fields if d.get("uid")}
+        old, new = _cf_data_by_uid(before or []), _cf_data_by_uid(after)
+        uids = [*new, *(uid for uid in old if uid not in new)] if before is not None else new
+        summary = {}
+        for uid in uids:
+            if before is not None and wire.equal(old.get(uid), new.get(uid)):
+                continue
+            definition = definitions.get(uid, {})
+            words = {"after": _cf_text(definition, new.get(uid))}
+            if definition.get("name"):
+                words["name"] = str(definition["name"])
+            if before is not None:
+                words["before"] = _cf_text(definition, old.get(uid))
+            summary[uid] = words
+        return summary
+
+
+def _cf_data_by_uid(items: list) -> dict:
+    found = {}
+    for item in items:
+        if isinstance(item, dict) and (uid := wire.cf_id(item)) is not None:
+            found[uid] = item.get("data", wire.cf_values(item))
+    return found
+
+
+def _cf_text(definition: dict, data) -> str:
+    """A custom field's `data` as people read it: option labels, Yes/No, ", " between."""
+    if data is None:
+        return ""
+    values = wire.cf_values({"data": data}) if isinstance(data, list) else [data]
+    options = dict(_option_pairs(definition))
+    boolean = wire.cf_kind(definition) == "boolean"
+    words = []
+    for value in values:
+        if value is None:
+            continue
+        if boolean:
+            words.append("Yes" if str(value).lower() == "true" else "No")
+        elif isinstance(value, dict | list):
+            words.append(json.dumps(value, ensure_ascii=False, sort_keys=True))
+        else:
+            words.append(options.get(str(value), str(value)))
+    if not words and data:  # a shape with no "value": shown as it is
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+    return ", ".join(words)
+
+
+def _changes(
+    before: dict, body: dict, unreadable: frozenset[str], labels: Labeller | None = None
+) -> dict:
     """Each sent field's before and after; a write-only field has no "before" (it could
-    not be read), which is not the same as an empty one."""
+    not be read), which is not the same as an empty one. Beside an id with a known name,
+    its label ("before_label", "after_label"); for customFieldValues, the fields touched
+    in words ("fields", see Labeller.custom_fields)."""
+    labels = labels or Labeller()
     changes = {}
     for name, value in body.items():
-        changes[name] = {"after": value}
+        change = changes[name] = {"after": value}
         if name not in unreadable:
-            changes[name]["before"] = before.get(name)
+            change["before"] = before.get(name)
+        for side in ("before", "after"):
+            if side in change and (label := labels.label(name, change[side])):
+                change[f"{side}_label"] = label
+        if name == "customFieldValues" and isinstance(value, list):
+            old = change.get("before") if "before" in change else None
+            change["fields"] = labels.custom_fields(old if isinstance(old, list) else None, value)
     return changes
 
 
@@ -975,105 +1086,384 @@ class HistoryItem:
     entry: AuditEntry
     outcome: str
     fields: list[str]  # labels of the fields the attempt changed
+    changes: tuple[str, ...] = ()  # each change in words: "Priority: High → Urgent"
+    revert_of_number: int | None = None  # the number of the entry this one reverts
 
 
-def ticket_history(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
+def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
     """The ticket's latest audit entries that `user` may read, with their current outcome
     (local reads only). Entries are kept by the team they were recorded under (the audit
     log's one rule, audit.queries.visible_to): a ticket that moved teams shows a user
     scoped to its new team none of what was done while it was in the old one."""
-    entries = AuditEntry.objects.filter(visible_to(user_team_scope(user)))
-    entries = entries.for_ticket(ticket_id).with_current_outcome()[:limit]
+    entries = AuditEntry.objects.filter(visible_to(team_scope_get(user)))
+    entries = list(entries.for_ticket(ticket_id).with_current_outcome()[:limit])
+    numbers = revert_numbers(entries)
     return [
-        HistoryItem(entry, entry.current_outcome, [field_label(name) for name in entry.changes])
+        HistoryItem(
+            entry,
+            entry.current_outcome,
+            [field_label(name) for name in entry.changes],
+            tuple(change_lines(entry.changes, limit=HISTORY_TEXT)),
+            numbers.get(entry.revert_of),
+        )
         for entry in entries
     ]
 
 
-# -- reconciliation ----------------------------------------------------------------------
+# -- reverting ---------------------------------------------------------------------------
+# A revert is an edit like any other (lock, re-read, only the reverted fields sent, the
+# outcome by evidence), whose page "saw" the values the entry set: a field that moved on
+# since the entry is then a conflict, shown three ways before anything is sent.
+
+REVERT_SALT = "tickets.revert.v1"
+REVERT_CHOICES = ("yours", "theirs", "original")  # forms.RESOLUTIONS
+NOT_SETTLED = (
+    "Whether this change reached Thena is not known yet (its outcome is “{outcome}”), so "
+    "it cannot be reverted until it is settled."
+)
+NOT_APPLIED = {
+    Outcome.FAILED: "This change was not applied (it failed): there is nothing to revert.",
+    Outcome.CONFLICT: "Nothing was sent for this attempt (a conflict): there is nothing to revert.",
+    Outcome.DENIED: "This attempt was refused, so nothing changed: there is nothing to revert.",
+}
+REVERT_WRITE_ONLY = (
+    "Thena does not return this value, so what it held before is unknown: it cannot be reverted."
+)
+REVERT_CUSTOM_UNREAD = (
+    "These values were not read in a shape that can be written back, so what they were "
+    "before is unknown: they cannot be reverted."
+)
+REVERT_NO_VALUE = "This asks Thena to do something rather than set a value: nothing to put back."
+REVERT_UNKNOWN_FIELD = "This is not a field thena-admin edits, so it cannot be reverted here."
+REVERT_CUSTOM_NOT_EXACT = (
+    "Thena now sends this ticket's custom field values in a shape that cannot be written "
+    "back exactly, so custom fields cannot be reverted here. Nothing was sent."
+)
+REVERT_REASON_REQUIRED = "Give a reason for this change."
 
 
-def _custom_edits(change: dict | None) -> dict:
-    """The custom fields an entry's customFieldValues change touched, by uid."""
-    if not isinstance(change, dict):
-        return {}
-    before = {
-        wire.cf_id(i): i.get("data") for i in change.get("before") or [] if isinstance(i, dict)
-    }
-    after = {wire.cf_id(i): i.get("data") for i in change.get("after") or [] if isinstance(i, dict)}
-    return {
-        uid: after.get(uid)
-        for uid in before.keys() | after.keys()
-        if not wire.equal(before.get(uid), after.get(uid))
-    }
+@dataclass(frozen=True)
+class RevertField:
+    """One thing an entry changed that a revert puts back: a field (its PATCH name) or one
+    custom field (cf__<uid>). Values as edits hold them: PATCH JSON, or a custom field's
+    `data` list (None: the ticket had no item for it)."""
+
+    name: str
+    label: str
+    before: object  # what a revert sends
+    after: object  # what the entry set
+    before_text: str = ""  # `before` in words, for the page
+    refusal: str = ""  # why this one cannot be reverted; "" when it can
 
 
-def audit_reconcile(
-    *, min_age_seconds: int = IN_FLIGHT_SECONDS, entry_id: int | None = None
-) -> dict[str, int]:
-    """Settle pending and unknown edits (or only `entry_id`) by reading their tickets back,
-    by evidence only: every sent value on the ticket is "succeeded"; the ticket still at
-    the updatedAt it had just before the PATCH is "failed"; a ticket changed since, but not
-    to the sent values, stays "unknown" with the reason (it may have applied and been
-    changed again). Entries younger than `min_age_seconds` may still be in flight and are
-    left alone.
+@dataclass(frozen=True)
+class RevertPlan:
+    """What reverting an entry would do, for `user`; local reads only."""
 
-    Safe to run at the same time on several hosts (task workers, cron): each outcome is
-    written only if the entry is still as it was read (record_outcome's `current`), so an
-    entry is settled once, and one another run settled first counts as "already_settled".
-    """
-    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "skipped": 0, "already_settled": 0}
-    client = get_client()
-    edits = AuditEntry.objects.filter(action="ticket.update", created_at__lt=cutoff)
-    if entry_id is not None:
-        edits = edits.filter(pk=entry_id)
-    # Both lists first: an entry this run records as unknown is not read again.
-    found = [(entry, "pending") for entry in edits.for_outcome("pending")]
-    found += [(entry, "unknown") for entry in edits.for_outcome("unknown")]
-    for entry, current in found:
-        counts[_reconcile(client, entry, current)] += 1
-    return counts
+    entry: AuditEntry
+    outcome: str  # the entry's current outcome
+    fields: list[RevertField]
+    refusal: str = ""  # why the entry cannot be reverted at all; "" when it can
+
+    @property
+    def revertable(self) -> list[RevertField]:
+        return [] if self.refusal else [f for f in self.fields if not f.refusal]
 
 
-def _reconcile(client, entry: AuditEntry, current: str) -> str:
-    """Settle one entry whose outcome was `current` when listed; returns what it counts as."""
-    try:
-        now = client.get_ticket(entry.ticket_id)
-    except ThenaNotFound:
-        now, status = {}, 404
-        outcome, message = "failed", "Reconciled: the ticket no longer exists in Thena."
-    except ThenaError:
-        return "skipped"
-    else:
-        status = None
-        custom = _custom_edits(entry.changes.get("customFieldValues"))
-        applied = _applied(now, entry.request_body, custom)
-        untouched = bool(entry.base_updated_at) and now.get("updatedAt") == entry.base_updated_at
-        if applied:
-            outcome, message = "succeeded", "Reconciled: every sent value is on the ticket."
-        elif untouched:
-            outcome = "failed"
-            message = "Reconciled: the ticket has not changed since just before the edit."
-        else:
-            outcome = "unknown"
-            message = (
-                "Reconciled: cannot tell. The ticket changed since the edit was sent, "
-                "but does not hold the values sent (changed again, or never applied)."
-            )
-            if applied is None:
-                message = "Reconciled: cannot tell; the values sent cannot be read back."
-            if current == "unknown":  # already unknown: nothing new to record
-                return "unknown"
-    try:
-        audit.record_outcome(
-            entry=entry,
-            outcome=outcome,
-            status_code=status,
-            message=message,
-            upstream_updated_at=now.get("updatedAt"),
-            current=current,
+class RevertRefused(Exception):
+    """A revert that cannot be made; the message says why. Nothing was sent."""
+
+
+@dataclass(frozen=True)
+class RevertRow:
+    """A field that changed in Thena since the entry: what the entry set (original), what
+    Thena holds now (theirs), what the revert would send (yours)."""
+
+    name: str
+    label: str
+    original: object
+    theirs: object
+    yours: object
+    choice: str = "yours"  # the choice made before, when the user confirmed already
+
+
+class RevertConflict(Exception):
+    """Fields to revert changed in Thena since the entry: nothing was sent (a "conflict"
+    entry records the attempt). `token` signs what Thena held then, for the confirmation;
+    `also` are the labels of the other fields the revert puts back."""
+
+    def __init__(self, *, rows, also, fresh, choices, entry, token):
+        super().__init__(", ".join(row.name for row in rows))
+        self.rows = rows
+        self.also = also
+        self.fresh = fresh
+        self.choices = choices
+        self.entry = entry
+        self.token = token
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    update: UpdateResult
+    plan: RevertPlan
+    reverted: list[str]  # labels of the fields sent back
+    held: list[str]  # labels of fields Thena already held as before the entry: not sent
+    kept_upstream: list[str]  # labels of other fields changed in Thena meanwhile
+
+    @property
+    def entry(self) -> AuditEntry | None:
+        return self.update.entry
+
+
+def revert_plan(*, user, number: int) -> RevertPlan:
+    """The entry `number` as `user` may revert it: AuditEntry.DoesNotExist when they
+    cannot read it (audit.queries.visible_to). `refusal` says why the whole entry cannot
+    be reverted (not a ticket edit, not succeeded, no permission, out of scope), each
+    field's `refusal` why that one cannot (write-only, nothing to put back)."""
+    scope = team_scope_get(user)
+    entry = AuditEntry.objects.filter(visible_to(scope)).with_current_outcome().get(number=number)
+    outcome = entry.current_outcome
+    fields = _revert_fields(entry) if entry.action == Action.TICKET_UPDATE else []
+    refusal = ""
+    if entry.action != Action.TICKET_UPDATE or not entry.ticket_id:
+        refusal = "Only ticket edits can be reverted."
+    elif outcome in NOT_APPLIED:
+        refusal = NOT_APPLIED[outcome]
+    elif outcome != Outcome.SUCCEEDED:
+        refusal = NOT_SETTLED.format(outcome=outcome)
+    elif not user.has_perm("tickets.edit_ticket"):
+        refusal = "Reverting a change needs the permission to edit tickets."
+    elif not _in_scope(user, entry.team_id) or not _in_scope(
+        user, cache.get(_ticket_team_key(entry.ticket_id), entry.team_id)
+    ):
+        refusal = "This ticket is not in your teams now, so it cannot be changed from here."
+    elif not any(not f.refusal for f in fields):
+        refusal = "None of the fields this entry changed can be reverted."
+    return RevertPlan(entry, outcome, fields, refusal)
+
+
+def _revert_fields(entry: AuditEntry) -> list[RevertField]:
+    """The entry's changes as revertable fields, in the form's order; customFieldValues
+    becomes one field per custom field it changed."""
+    changes = entry.changes if isinstance(entry.changes, dict) else {}
+    specs = schema.field_map()
+    order = {name: index for index, name in enumerate(specs)}
+    found = []
+    for name in sorted(changes, key=lambda name: (order.get(name, len(order)), name)):
+        change = changes[name] if isinstance(changes[name], dict) else {}
+        spec = specs.get(name)
+        before, after = change.get("before"), change.get("after")
+        label = spec.label if spec else name
+        if name == "customFieldValues" and "before" in change:
+            found += _revert_custom_fields(entry, change)
+            continue
+        refusal = ""
+        if spec is None:
+            refusal = REVERT_UNKNOWN_FIELD
+        elif not schema.holds_value(spec):
+            refusal = REVERT_NO_VALUE
+        elif "before" not in change:
+            refusal = REVERT_CUSTOM_UNREAD if name == "customFieldValues" else REVERT_WRITE_ONLY
+        text = change.get("before_label") or _revert_text(before)
+        found.append(RevertField(name, label, before, after, text, refusal))
+    return found
+
+
+def _revert_custom_fields(entry: AuditEntry, change: dict) -> list[RevertField]:
+    """One field per custom field whose data differs between the lists before and after;
+    names as recorded with the entry, else as the cached choices have them, else the uid."""
+    old = _cf_data_by_uid(change.get("before") or [])
+    new = _cf_data_by_uid(change.get("after") or [])
+    recorded = change.get("fields") if isinstance(change.get("fields"), dict) else {}
+    cached = cache.get(f"thena:choices:{_key_part(entry.team_id)}")
+    definitions = cached.custom_fields if isinstance(cached, Choices) else []
+    found = []
+    for uid in [*new, *(uid for uid in old if uid not in new)]:
+        if wire.equal(old.get(uid), new.get(uid)):
+            continue
+        words = recorded.get(uid) if isinstance(recorded.get(uid), dict) else {}
+        label = words.get("name") or input_label(definitions, CF_PREFIX + uid)
+        text = words.get("before") or _revert_text(old.get(uid), True)
+        found.append(
+            RevertField(CF_PREFIX + uid, str(label), old.get(uid), new.get(uid), str(text))
         )
-    except AlreadySettled:  # another run (another host, the cron command) was first
-        return "already_settled"
-    return outcome
+    return found
+
+
+def _revert_text(value, custom: bool = False) -> str:
+    if custom and isinstance(value, list):
+        value = ", ".join(str(v) for v in wire.cf_values({"data": value}))
+    if value in (None, "", [], {}):
+        return "(empty)"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def ticket_revert(
+    *,
+    user,
+    number: int,
+    fields: list[str] | None = None,
+    reason: str = "",
+    meta: audit.RequestMeta,
+    choices: dict[str, str] | None = None,
+    token: str = "",
+) -> RevertResult:
+    """Put back what entry `number` changed: every field it changed that can be
+    reverted (`fields` None), or the ones named (input names: a PATCH field, cf__<uid>).
+
+    The same path as an edit (_update_locked): lock, re-read, only the reverted fields
+    sent, the new entry linked to the old one (`revert_of`) with the reason. The page it
+    "saw" holds the values the entry set, so a field changed in Thena since is a
+    RevertConflict and nothing is sent. Confirming one passes its `token` back with a
+    choice per clashing field (`choices`: yours, the value before the entry; theirs, leave
+    Thena's; original, the value the entry set)."""
+    plan = revert_plan(user=user, number=number)
+    entry = plan.entry
+    if not user.has_perm("tickets.edit_ticket"):
+        if entry.action == Action.TICKET_UPDATE and entry.ticket_id:
+            ticket_update_deny(
+                user=user, ticket_id=entry.ticket_id, meta=meta, team_id=entry.team_id or None
+            )
+        raise PermissionDenied("You may view tickets but not edit them.")
+    if plan.refusal:
+        raise RevertRefused(plan.refusal)
+    chosen = _revert_chosen(plan, fields)
+    if settings.THENA_REQUIRE_REASON and not reason.strip():
+        raise RevertRefused(REVERT_REASON_REQUIRED)
+    seen_then = _revert_token_load(token, entry, chosen) if token else {}
+    choices = choices or {}
+    edits, seen = {}, {}
+    for target in chosen:
+        choice = (choices.get(target.name) or "yours") if target.name in seen_then else "yours"
+        if choice not in REVERT_CHOICES:
+            raise RevertRefused(f"Choose which {target.label} to keep.")
+        if choice == "theirs":
+            continue
+        edits[target.name] = target.before if choice == "yours" else target.after
+        seen[target.name] = seen_then.get(target.name, target.after)
+    if not edits:
+        nothing = UpdateResult(entry=None, ticket={}, sent={}, kept_upstream=[])
+        return RevertResult(nothing, plan, [], [], [])
+    edit = ticket_edit_load(user=user, ticket_id=entry.ticket_id)
+    if _split(edits)[1] and not wire.cf_exact(edit.ticket):
+        raise RevertRefused(REVERT_CUSTOM_NOT_EXACT)
+    snapshot = Snapshot(_revert_seen_ticket(edit.ticket, seen))
+    intent = Intent(reason=reason, revert_of=entry.id)
+    try:
+        with locks.ticket_edit_lock(edit.ticket_id):
+            result = _update_locked(user, edit, snapshot, edits, meta, intent)
+    except Conflict as conflict:
+        raise _revert_conflict(conflict, entry, chosen, seen_then, choices, edit) from None
+    return _revert_result(result, plan, chosen, edits)
+
+
+def _revert_chosen(plan: RevertPlan, names: list[str] | None) -> list[RevertField]:
+    if names is None:
+        return plan.revertable
+    by_name = {f.name: f for f in plan.fields}
+    chosen = []
+    for name in dict.fromkeys(names):
+        target = by_name.get(name)
+        if target is None:
+            raise RevertRefused(f"Entry #{plan.entry.number} did not change that field.")
+        if target.refusal:
+            raise RevertRefused(f"{target.label}: {target.refusal}")
+        chosen.append(target)
+    return chosen
+
+
+def _revert_seen_ticket(ticket: dict, seen: dict) -> dict:
+    """`ticket` as it reads had it held `seen` (input name -> value as edits hold it). The
+    display name beside an id seen is dropped: it names the id the ticket holds now."""
+    values, custom = _split(seen)
+    shown = {**ticket, **values}
+    for name in values:
+        shown.pop(CURRENT_LABELS.get(name, ""), None)
+    if custom:
+        shown["customFieldValues"] = wire.cf_merge(wire.cf_items(ticket), custom)
+    return shown
+
+
+def _revert_token_load(token: str, entry: AuditEntry, chosen: list[RevertField]) -> dict:
+    """What Thena held of each clashing field when the three-way view was shown."""
+    try:
+        data = signing.loads(token, salt=REVERT_SALT)
+    except signing.BadSignature:
+        raise RevertRefused(
+            "This confirmation was changed outside the page or comes from another server. "
+            "Start the revert again from the entry."
+        ) from None
+    if data.get("e") != entry.id or data.get("f") != [f.name for f in chosen]:
+        raise RevertRefused(
+            "This confirmation belongs to another revert. Start again from the entry."
+        )
+    return data.get("s") or {}
+
+
+def _revert_conflict(
+    conflict: Conflict,
+    entry: AuditEntry,
+    chosen: list[RevertField],
+    seen_then: dict,
+    choices: dict,
+    edit: TicketEdit,
+) -> RevertConflict:
+    """The three-way view of every field that clashed now or at an earlier confirmation,
+    with Thena's values now; the token keeps those values as what the user saw."""
+    theirs = _input_values(conflict.fresh, wire.ticket_values(conflict.fresh))
+    clashing = set(seen_then) | {f.name for f in conflict.fields}
+    labels = edit.choices.custom_fields
+    rows = [
+        RevertRow(
+            f.name,
+            input_label(labels, f.name),
+            f.after,
+            theirs(f.name),
+            f.before,
+            choices.get(f.name) if choices.get(f.name) in REVERT_CHOICES else "yours",
+        )
+        for f in chosen
+        if f.name in clashing
+    ]
+    also = [input_label(labels, f.name) for f in chosen if f.name not in clashing]
+    token = signing.dumps(
+        {"e": entry.id, "f": [f.name for f in chosen], "s": {r.name: r.theirs for r in rows}},
+        salt=REVERT_SALT,
+        compress=True,
+    )
+    return RevertConflict(
+        rows=rows,
+        also=also,
+        fresh=conflict.fresh,
+        choices=edit.choices,
+        entry=conflict.entry,
+        token=token,
+    )
+
+
+def _revert_result(
+    result: UpdateResult, plan: RevertPlan, chosen: list[RevertField], edits: dict
+) -> RevertResult:
+    """Which fields went back, and which Thena held as before the entry already."""
+    sent = set(result.sent) - {"customFieldValues"}
+    if result.entry is not None:
+        change = result.entry.changes.get("customFieldValues")
+        if isinstance(change, dict):
+            old = _cf_data_by_uid(change.get("before") or [])
+            new = _cf_data_by_uid(change.get("after") or [])
+            sent |= {
+                CF_PREFIX + uid
+                for uid in old.keys() | new.keys()
+                if not wire.equal(old.get(uid), new.get(uid))
+            }
+    reverted = [f.label for f in chosen if f.name in edits and f.name in sent]
+    held = [f.label for f in chosen if f.name in edits and f.name not in sent]
+    ours = {field_label(f.name) for f in chosen}
+    if any(f.name.startswith(CF_PREFIX) for f in chosen):
+        ours.add(field_label("customFieldValues"))
+    kept = [label for label in result.kept_upstream if label not in ours]
+    return RevertResult(result, plan, reverted, held, kept)

@@ -1,7 +1,7 @@
 """Background work on Django's tasks framework: settings.TASKS queues it in the database
 (django_tasks_db), shared by every instance, and `manage.py db_worker` runs it.
 
-Settling the audit log (services.audit_reconcile):
+Settling the audit log (tickets.audit.reconcile):
 - an edit recorded "unknown" queues `reconcile_entry` for when the in-flight window has
   passed (services._queue_reconcile);
 - `reconcile_sweep` settles every pending or unknown entry older than that window, and
@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.tasks import TaskResultStatus, task
 from django_tasks_db.models import DBTaskResult
 
-from . import services
+from .audit import reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def reconcile_entry(entry_id: int) -> dict[str, int]:
     window, and its request has ended (it recorded the outcome), so no age is checked."""
     if not _reads_the_edited_thena():
         return {}
-    return services.audit_reconcile(min_age_seconds=0, entry_id=entry_id)
+    return reconcile.audit_reconcile(min_age_seconds=0, entry_id=entry_id)
 
 
 @task
@@ -47,7 +47,7 @@ def reconcile_sweep() -> dict[str, int]:
     schedule_sweep(delay=timedelta(minutes=settings.AUDIT_RECONCILE_MINUTES))
     if not _reads_the_edited_thena():
         return {}
-    return services.audit_reconcile(min_age_seconds=services.IN_FLIGHT_SECONDS)
+    return reconcile.audit_reconcile(min_age_seconds=reconcile.IN_FLIGHT_SECONDS)
 
 
 def schedule_sweep(*, delay: timedelta = timedelta(0)):

@@ -9,13 +9,16 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseServerError,
     JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import (
     require_GET,
@@ -27,8 +30,8 @@ from django_htmx.http import push_url, trigger_client_event
 
 from . import audit, services
 from .audit import RequestMeta
-from .forms import TicketUpdateForm
-from .models import AuditEntry
+from .forms import RESOLVE_PREFIX, RevertForm, TicketUpdateForm
+from .models import Action, AuditEntry
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
 
 DETAIL = "tickets/ticket_detail.html"
@@ -87,7 +90,7 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
         "conflict": conflict,
         "can_edit": request.user.has_perm("tickets.edit_ticket"),
         "history": (
-            services.ticket_history(user=request.user, ticket_id=edit.ticket_id)
+            services.ticket_history_list(user=request.user, ticket_id=edit.ticket_id)
             if can_audit
             else None
         ),
@@ -139,7 +142,7 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
 
 def _submitted(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
     """The edit as the page showed it, from the posted snapshot (no call to Thena)."""
-    edit = services.ticket_edit_submitted(
+    edit = services.ticket_edit_load_submitted(
         user=request.user,
         ticket_id=ticket_id,
         token=request.POST.get("snapshot", ""),
@@ -152,7 +155,7 @@ def _submitted(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
 
 def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
     if not request.user.has_perm("tickets.edit_ticket"):
-        services.ticket_update_denied(
+        services.ticket_update_deny(
             user=request.user, ticket_id=ticket_id, meta=RequestMeta.of(request)
         )
         raise PermissionDenied("You may view tickets but not edit them.")
@@ -165,7 +168,11 @@ def _ticket_submit(request: HttpRequest, ticket_id: str) -> HttpResponse:
         return _page(request, seen, form)
     try:
         result = services.ticket_update(
-            user=request.user, edit=seen, form=form, meta=RequestMeta.of(request)
+            user=request.user,
+            edit=seen,
+            form=form,
+            meta=RequestMeta.of(request),
+            intent=services.Intent(reason=form.reason),
         )
     except services.Conflict as conflict:
         edit = services.TicketEdit(ticket=conflict.fresh, choices=seen.choices)
@@ -264,7 +271,7 @@ def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
         return HttpResponse(
             error.user_message, status=502, content_type="text/plain; charset=utf-8"
         )
-    history = services.ticket_history(user=request.user, ticket_id=ticket_id)
+    history = services.ticket_history_list(user=request.user, ticket_id=ticket_id)
     return render(
         request, DETAIL + "#history-panel", {"ticket": {"id": ticket_id}, "history": history}
     )
@@ -277,7 +284,7 @@ def account_options(request: HttpRequest) -> HttpResponse:
     """Accounts for the picker, for editors. Accounts are organisation-wide in Thena, so
     a scoped editor sees the same list as anyone; a user scoped to no team edits nothing
     and gets nothing."""
-    if services.user_team_scope(request.user) == frozenset():
+    if services.team_scope_get(request.user) == frozenset():
         raise PermissionDenied("Your account is not allowed to see any team.")
     selected = request.GET.get("accountId", "")[:64]
     try:
@@ -309,46 +316,71 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_safe
 def healthz_live(request: HttpRequest) -> JsonResponse:
     """The process and its database, never Thena: for liveness probes."""
-    report = services.health_live()
+    report = services.health_check_live()
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
 # -- audit log ---------------------------------------------------------------------------
 
 AUDIT_LIST = "audit/audit_list.html"
-CHART_HEIGHT = 100  # SVG units; each day is 10 wide
+CHART_HEIGHT = 100  # SVG units of each day's bar (10 wide)
+REASON_SHOWN = 120  # characters of a reason in the list
 
 
 def _audit_scope(request: HttpRequest) -> frozenset[str] | None:
     """The teams whose audit entries the user may read; None means every team."""
-    return services.user_team_scope(request.user)
+    return services.team_scope_get(request.user)
 
 
 @dataclass(frozen=True)
 class _Bar:
-    label: str
-    x: int
+    label: str  # the day and its count, in words: the link's text alternative
+    url: str  # the list filtered to that day
     y: int
     height: int
+    tick: str  # the date under the axis, on some days only
 
 
-def _chart(days: list[audit.DayCount]) -> dict:
-    """Bar geometry for the per-day chart, in whole SVG units (templates never compute)."""
+def _chart(days: list[audit.DayCount], span: audit.ChartSpan, filters: audit.AuditFilter) -> dict:
+    """Bar geometry and links for the per-day chart, in whole SVG units (templates never
+    compute). Each bar links to the list of its day with the other filters kept."""
     top = max((day.count for day in days), default=0)
+    # The day's own range replaces any; the other filters are kept.
+    kept = {k: v for k, v in filters.as_params().items() if k not in ("since", "until")}
+    here = f"{reverse('audit:list')}?{urlencode(kept)}&" if kept else f"{reverse('audit:list')}?"
     bars = []
-    for index, day in enumerate(days):
+    for day in days:
         height = max(1, round(day.count / top * CHART_HEIGHT)) if day.count else 0
-        label = f"{day.day:%a} {day.day.day} {day.day:%b}: {day.count}"
-        bars.append(_Bar(label, index * 10 + 1, CHART_HEIGHT - height, height))
+        label = f"{day.day:%a} {day.day.day} {day.day:%b %Y}: {day.count} change" + (
+            "" if day.count == 1 else "s"
+        )
+        url = f"{here}since={day.day}&until={day.day}"
+        tick = _tick(day.day, len(days), first=day is days[0])
+        bars.append(_Bar(label, url, CHART_HEIGHT - height, height, tick))
     return {
         "bars": bars,
-        "width": len(days) * 10,
         "height": CHART_HEIGHT,
         "top": top,
         "total": sum(day.count for day in days),
-        "since": days[0].day if days else None,
-        "until": days[-1].day if days else None,
+        "since": span.since,
+        "until": span.until,
+        "cut": span.cut,
+        "asked": span.asked,
+        "shown": len(days),
     }
+
+
+def _tick(day, count: int, *, first: bool) -> str:
+    """The axis label of `day` in a chart of `count` days, or "": every day up to ten
+    days, Mondays up to ten weeks, else the first of each month (with its year in
+    January and on the first label)."""
+    if count <= 10:
+        return f"{day.day} {day:%b}"
+    if count <= 70:
+        return f"{day.day} {day:%b}" if day.weekday() == 0 else ""
+    if day.day != 1:
+        return ""
+    return f"{day:%b %Y}" if first or day.month == 1 else f"{day:%b}"
 
 
 @dataclass(frozen=True)
@@ -367,6 +399,8 @@ class _Row:
     ticket_title: str
     fields: str
     outcome: str
+    reason: str = ""  # cut to REASON_SHOWN characters
+    revert_of_number: int | None = None
 
 
 def _ticket_url(ticket_id) -> str:
@@ -380,6 +414,7 @@ def _ticket_url(ticket_id) -> str:
 
 def _rows(entries: list[AuditEntry]) -> list[_Row]:
     rows = []
+    reverted = audit.revert_numbers(entries)
     for entry in entries:
         local = timezone.localtime(entry.created_at)
         rows.append(
@@ -395,9 +430,16 @@ def _rows(entries: list[AuditEntry]) -> list[_Row]:
                 ticket_title=entry.ticket_title,
                 fields=", ".join(entry.field_labels) or "—",
                 outcome=entry.current_outcome,
+                reason=_cut(entry.reason or "", REASON_SHOWN),
+                revert_of_number=reverted.get(entry.revert_of) if entry.revert_of else None,
             )
         )
     return rows
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # one line in the table
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # /audit/
@@ -407,12 +449,15 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     form = audit.AuditFilterForm(request.GET)
     partial = _is_partial(request)
     context = {"form": form, "oob": partial}
+    scope = _audit_scope(request)
     if form.is_valid():
-        filters, scope = form.filters(), _audit_scope(request)
+        filters = form.filters()
         token = request.GET.get("cursor", "")
         cursor = audit.Cursor.decode(token) if token else None
         page = audit.audit_page(filters=filters, cursor=cursor, team_ids=scope)
         params = filters.as_params()
+        span = audit.chart_span(filters)
+        days = audit.audit_daily_counts(filters=filters, team_ids=scope)
         context |= {
             "page": page,
             "rows": _rows(page.entries),
@@ -420,8 +465,11 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "bad_cursor": bool(token) and cursor is None,
             "query": urlencode(params),
             "next_query": urlencode({**params, "cursor": page.next_cursor}),
-            "chart": _chart(audit.audit_daily_counts(filters=filters, team_ids=scope)),
+            "chart": _chart(days, span, filters),
+            "actor_names": filters.names(),
         }
+    if not partial:
+        context["suggestions"] = audit.actor_suggestions(team_ids=scope)
     response = render(request, AUDIT_LIST + ("#audit-results" if partial else ""), context)
     patch_vary_headers(response, ["HX-Request"])
     if partial and form.is_valid():
@@ -435,6 +483,19 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("tickets.view_auditentry", raise_exception=True)
 def audit_detail(request: HttpRequest, number: int) -> HttpResponse:
+    return _audit_detail_page(request, number)
+
+
+def _audit_detail_page(
+    request: HttpRequest,
+    number: int,
+    *,
+    revert_form: RevertForm | None = None,
+    revert_error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The entry's page; after a revert posted from it failed, with the reason and the
+    user's input (`revert_form`)."""
     try:
         detail = audit.audit_entry_detail(number=number, team_ids=_audit_scope(request))
     except AuditEntry.DoesNotExist:
@@ -444,7 +505,150 @@ def audit_detail(request: HttpRequest, number: int) -> HttpResponse:
         "entry": detail.entry,
         "ticket_url": _ticket_url(detail.entry.ticket_id),
     }
-    return render(request, "audit/audit_detail.html", context)
+    context["revert"] = _revert_controls(request, number, revert_form, revert_error)
+    return render(request, "audit/audit_detail.html", context, status=status)
+
+
+def _revert_controls(
+    request: HttpRequest, number: int, form: RevertForm | None, error: str
+) -> dict | None:
+    """The entry page's revert controls, for editors only (the revert view checks again)."""
+    if not request.user.has_perm("tickets.edit_ticket"):
+        return None
+    plan = services.revert_plan(user=request.user, number=number)
+    if plan.entry.action != Action.TICKET_UPDATE:
+        return None
+    return {"plan": plan, "form": form or RevertForm(), "error": error}
+
+
+# /audit/<number>/revert/
+@require_POST
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def audit_revert(request: HttpRequest, number: int) -> HttpResponse:
+    """Revert an entry's whole change (field=all) or one field of it. A field changed in
+    Thena since the entry shows the three-way view, and nothing is sent until the user
+    has chosen and confirmed (the token and resolve__<name> come back with that)."""
+    form = RevertForm(request.POST)
+    if not form.is_valid():
+        return _audit_detail_page(request, number, revert_form=form)
+    try:
+        result = services.ticket_revert(
+            user=request.user,
+            number=number,
+            fields=form.names(),
+            reason=form.cleaned_data["reason"],
+            meta=RequestMeta.of(request),
+            choices=form.resolutions(),
+            token=form.cleaned_data["token"],
+        )
+    except AuditEntry.DoesNotExist:
+        raise Http404("No such audit entry.") from None
+    except services.RevertConflict as conflict:
+        return _revert_conflict_page(request, number, form, conflict)
+    except services.RevertRefused as refusal:
+        return _revert_failed(request, number, form, str(refusal), status=400)
+    except services.OutcomeUnknown as unknown:
+        return _revert_failed(
+            request,
+            number,
+            form,
+            f"Thena did not confirm this revert, and {unknown.reason}. The audit log records "
+            f"it as “unknown” (entry #{unknown.entry.number}) until it is settled. Check the "
+            "ticket before reverting again.",
+        )
+    except services.EditBusy:
+        return _revert_failed(request, number, form, BUSY)
+    except ThenaNotFound:  # gone from Thena, or moved out of the user's teams
+        return _revert_failed(
+            request,
+            number,
+            form,
+            "This ticket no longer exists in Thena, or is not in your teams now. Nothing was sent.",
+            status=404,
+        )
+    except ThenaError as error:
+        return _revert_failed(request, number, form, f"Nothing was reverted. {error.user_message}")
+    return _reverted(request, result)
+
+
+def _revert_failed(request, number: int, form: RevertForm, error: str, status=200) -> HttpResponse:
+    return _audit_detail_page(request, number, revert_form=form, revert_error=error, status=status)
+
+
+def _revert_conflict_page(
+    request: HttpRequest, number: int, form: RevertForm, conflict: services.RevertConflict
+) -> HttpResponse:
+    """The three-way view: what the entry set (original), what Thena holds (theirs), what
+    the revert sends (yours), a choice for each, and the confirmation."""
+    data = request.POST.copy()
+    data["token"] = conflict.token
+    for row in conflict.rows:
+        data[RESOLVE_PREFIX + row.name] = row.choice
+    confirm = RevertForm(data, clashing=[(row.name, row.label) for row in conflict.rows])
+    confirm.is_valid()
+    shown = TicketUpdateForm(ticket=conflict.fresh, choices=conflict.choices)
+    rows = [
+        {
+            "label": row.label,
+            "original": shown.display(row.name, row.original),
+            "theirs": shown.display(row.name, row.theirs),
+            "yours": shown.display(row.name, row.yours),
+            "choice": confirm[RESOLVE_PREFIX + row.name],
+        }
+        for row in conflict.rows
+    ]
+    context = {
+        "number": number,
+        "ticket": conflict.fresh,
+        "ticket_url": _ticket_url(conflict.fresh.get("id")),
+        "form": confirm,
+        "rows": rows,
+        "original_heading": f"Original (set by #{number})",
+        "yours_heading": f"Yours (before #{number})",
+        "also": conflict.also,
+        "recorded": conflict.entry,
+    }
+    return render(request, "audit/audit_revert.html", context)
+
+
+def _reverted(request: HttpRequest, result: services.RevertResult) -> HttpResponse:
+    """Post/redirect/get: the ticket with what was reverted, linked to the new entry."""
+    original = result.plan.entry
+    here = reverse("audit:detail", args=[original.number])
+    if result.entry is None:
+        if result.held:
+            text = (
+                "Nothing was sent: Thena already holds the values from before entry "
+                f"#{original.number} ({', '.join(result.held)})."
+            )
+        else:
+            text = "Nothing was sent: you kept Thena's values."
+        messages.info(request, text)
+        return redirect(here)
+    new = reverse("audit:detail", args=[result.entry.number])
+    ticket = original.ticket_identifier or original.ticket_id
+    messages.success(
+        request,
+        format_html(
+            'Reverted {} on {} to before entry #{}; <a href="{}">entry #{}</a>.',
+            ", ".join(result.reverted),
+            ticket,
+            original.number,
+            new,
+            result.entry.number,
+        ),
+    )
+    if result.held:
+        messages.info(
+            request,
+            "Already as before the entry, so not sent: " + ", ".join(result.held),
+        )
+    if result.kept_upstream:
+        messages.warning(
+            request,
+            "Changed in Thena meanwhile and kept as they are: " + ", ".join(result.kept_upstream),
+        )
+    return redirect(_ticket_url(original.ticket_id) or new)
 
 
 # /audit/export.csv
@@ -467,3 +671,43 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-log-{stamp}.csv"'
     return response
+
+
+# -- error pages (handler403, handler404, handler500 in thena_admin/urls.py) --------------
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403: what happened and who can help. The reason our own code gives ("You may view
+    tickets but not edit them.") is shown; an htmx request gets the fragment alone."""
+    template = "403.html" + ("#denied" if _wants_fragment(request) else "")
+    reason = str(exception) if isinstance(exception, PermissionDenied) else ""
+    response = render(request, template, {"reason": reason}, status=403)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404, the same for a missing page and for an entry or ticket outside the user's
+    teams, so the page tells nothing about what exists elsewhere."""
+    template = "404.html" + ("#not-found" if _wants_fragment(request) else "")
+    response = render(request, template, status=404)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500 without the request context or the database (either may be what failed): the
+    standalone 500.html, with the request id also sent as X-Request-ID."""
+    request_id = getattr(request, "request_id", "") or ""
+    try:
+        body = loader.get_template("500.html").render({"request_id": request_id})
+    except Exception:  # the error page itself must not fail
+        body = f"Something went wrong on our side. Request id: {request_id or 'unknown'}."
+        return HttpResponseServerError(body, content_type="text/plain; charset=utf-8")
+    return HttpResponseServerError(body)
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    # Error handlers also run for requests that never reached HtmxMiddleware.
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request

@@ -265,7 +265,7 @@ def test_searching_accounts_sends_no_account_until_one_is_picked(
 def test_an_account_found_beyond_the_first_page_stays_picked(
     page, live_server, manager, login, sandbox, ticket
 ):
-    # Thena with more accounts than the form lists (services.team_choices: the first
+    # Thena with more accounts than the form lists (services.team_choices_load: the first
     # 100): 100 accounts sort before the seeded ones. No public sandbox call adds any.
     world = sandbox._world
     seeded = world.accounts

@@ -11,7 +11,7 @@ an older key than the row before it (a leaked old key cannot append to the end).
 
 Legacy rows (written before the key existed, `key_id` NULL) are plain SHA-256 and are never
 rewritten: they form a prefix of the chain, and the first keyed row is an anchor entry
-(action ANCHOR_ACTION) whose MAC covers the legacy head and count. A legacy row after the
+(Action.CHAIN_ANCHOR) whose MAC covers the legacy head and count. A legacy row after the
 anchor is refused, so forged rows cannot pass as legacy. Removing the newest rows leaves
 no trace in the chain itself: signed checkpoints of the head, kept outside the database
 (`manage.py audit_checkpoint`), catch that (`verify_audit_log --checkpoint FILE`).
@@ -37,7 +37,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from .. import observability
 from ..models import (
     ENTRY_OUTCOMES,
     SETTLED_OUTCOMES,
+    Action,
     AuditEntry,
     AuditField,
     AuditOutcome,
@@ -62,10 +63,10 @@ from ..models import (
 
 GENESIS_HASH = "0" * 64
 # Columns added later count only when set, so older rows still verify.
-OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id", "reason", "revert_of"})
-# The entry that starts the keyed chain after legacy rows (written by _append, never by
-# callers); its request_body names the legacy part: {"legacy_rows": n, "legacy_head": hash}.
-ANCHOR_ACTION = "audit.chain_anchor"
+OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id", "reason", "revert_of", "team_name"})
+# The entry that starts the keyed chain after legacy rows (Action.CHAIN_ANCHOR, written by
+# _prepare_append, never by callers) names the legacy part in its request_body:
+# {"legacy_rows": n, "legacy_head": hash}.
 CHECKPOINT_VERSION = 1
 # Domain separation: a row's MAC input starts with 64 hex digits, a checkpoint's with this.
 CHECKPOINT_CONTEXT = b"thena-admin audit checkpoint v1\n"
@@ -194,13 +195,11 @@ def record_attempt(
     revert_of: int | None = None,
 ) -> AuditEntry:
     """Append and commit one entry. `ticket` has Thena's keys (id, ticketIdentifier,
-    title, teamId), or is None for actions on no ticket. Any JSON is accepted: text the
-    databases cannot store (NUL, lone surrogates) is replaced by U+FFFD and over-long
-    text is cut to its column, before the row is hashed (see _sanitise)."""
-    if not ACTION_RE.match(action) or action == ANCHOR_ACTION:
-        raise ValueError(f"Audit action must be a dotted code like ticket.update, not {action!r}.")
-    if outcome not in ENTRY_OUTCOMES:
-        raise ValueError(f"An entry cannot start as {outcome!r}.")
+    title, teamId, and teamName when known), or is None for actions on no ticket. Any
+    JSON is accepted: text the databases cannot store (NUL, lone surrogates) is replaced
+    by U+FFFD and over-long text is cut to its column, before the row is hashed (see
+    _sanitise)."""
+    _check_entry(action, outcome)
     ticket = ticket or {}
     entry = AuditEntry(
         action=action,
@@ -211,6 +210,7 @@ def record_attempt(
         ticket_identifier=str(ticket.get("ticketIdentifier") or ""),
         ticket_title=str(ticket.get("title") or ""),
         team_id=str(ticket.get("teamId") or ""),
+        team_name=str(ticket.get("teamName") or "") or None,
         changes=_plain_json(changes),
         request_body=_plain_json(request_body),
         request_id=meta.request_id,
@@ -250,12 +250,7 @@ def record_outcome(
     the caller decided from ("pending" or "unknown"): if another writer has settled the
     entry since, AlreadySettled is raised and nothing is written. The check and the
     append run under the chain lock, so of two concurrent settlements one wins."""
-    if outcome not in SETTLED_OUTCOMES:
-        raise ValueError(
-            f"An outcome must be one of {', '.join(SETTLED_OUTCOMES)}, not {outcome!r}."
-        )
-    if entry.outcome != Outcome.PENDING:
-        raise ValueError(f"Entry #{entry.pk} was final when written ({entry.outcome}).")
+    _check_settlement(outcome, entry.pk, entry.outcome)
     if isinstance(upstream_updated_at, datetime):
         upstream_updated_at = _iso(upstream_updated_at)
     row = AuditOutcome(
@@ -276,6 +271,27 @@ def record_outcome(
         _append(row)
     observability.audit_outcome(entry=entry, outcome=outcome, status_code=status_code)
     return row
+
+
+def _check_entry(action: str, outcome: str) -> None:
+    if not ACTION_RE.match(action) or action == Action.CHAIN_ANCHOR:
+        raise ValueError(f"Audit action must be a dotted code like ticket.update, not {action!r}.")
+    if outcome not in ENTRY_OUTCOMES:
+        raise ValueError(f"An entry cannot start as {outcome!r}.")
+
+
+def _check_settlement(
+    outcome: str, entry_id: int, written: str, current: str = Outcome.PENDING
+) -> None:
+    """`outcome` may settle the entry written as `written`, now at `current`."""
+    if outcome not in SETTLED_OUTCOMES:
+        raise ValueError(
+            f"An outcome must be one of {', '.join(SETTLED_OUTCOMES)}, not {outcome!r}."
+        )
+    if written != Outcome.PENDING:
+        raise ValueError(f"Entry #{entry_id} was final when written ({written}).")
+    if current not in (Outcome.PENDING, Outcome.UNKNOWN):
+        raise AlreadySettled(f"Entry #{entry_id} is already settled ({current}).")
 
 
 def canonical_json(values: dict[str, Any]) -> str:
@@ -549,11 +565,11 @@ class _Walk:
     def check_key(self, model, values: dict[str, Any]) -> str | None:
         key_id = values["key_id"]
         if self.keyed:
-            if values.get("action") == ANCHOR_ACTION:
+            if values.get("action") == Action.CHAIN_ANCHOR:
                 return "a second chain anchor."
         elif self.legacy and not _is_anchor(model, values, self.legacy, self.prev_hash):
             return (
-                f"the keyed chain must begin with the anchor entry ({ANCHOR_ACTION}) that "
+                f"the keyed chain must begin with the anchor entry ({Action.CHAIN_ANCHOR}) that "
                 f"covers the {self.legacy} legacy rows before it."
             )
         if self.keys.key(key_id) is None:
@@ -580,7 +596,7 @@ class _Walk:
 def _is_anchor(model, values: dict[str, Any], legacy: int, legacy_head: str) -> bool:
     return (
         model is AuditEntry
-        and values["action"] == ANCHOR_ACTION
+        and values["action"] == Action.CHAIN_ANCHOR
         and values["request_body"] == {"legacy_rows": legacy, "legacy_head": legacy_head}
     )
 
@@ -623,51 +639,122 @@ class _FieldRows:
 # Appending
 
 
+def append_many(rows: Iterable[AuditEntry | AuditOutcome]) -> None:
+    """Append `rows`, in their order, and commit them: one transaction under the chain
+    lock and one bulk INSERT per table (entries, outcomes, the entries' AuditField rows).
+    For synthetic history and imports (seed_audit), where a record_attempt per row would
+    cost a transaction each.
+
+    Build the rows unsaved, with what record_attempt and record_outcome would give them
+    (`changes` and `request_body` plain JSON); they are checked as those check theirs
+    and made storable the same way (_sanitise). What the chain owns is set here,
+    replacing anything the caller set: id, number (entries), prev_hash, key_id, hash,
+    and an outcome's entry_created_at. `created_at` is kept when set (history: give
+    increasing times), else it is now. An outcome names its entry by the object, which
+    may come earlier in `rows`, or by id, and must settle an entry written pending and
+    not settled for good since (AlreadySettled otherwise). `rows` may be a generator:
+    each row is linked before the next is drawn, so a row can name the id or number of
+    one before it (revert_of). No metrics are counted.
+    """
+    with transaction.atomic():
+        _lock_chain()
+        keys = keyring()
+        last_id, last_hash = _prepare_append(keys)
+        number = _next_number()
+        states: dict[int, list] = {}  # [outcome written, current outcome, created_at] by id
+        now = timezone.now()
+        entries, outcomes, fields = [], [], []
+        for row in rows:
+            if isinstance(row, AuditEntry):
+                _check_entry(row.action, row.outcome)
+                row.client_ip = _normalise_ip(row.client_ip)
+                row.number, number = number, number + 1
+            else:
+                if row.entry_id is None:  # named by the object: an entry earlier in `rows`
+                    row.entry_id = row.entry.pk
+                state = states.get(row.entry_id) or _entry_state(row.entry_id)
+                if state is None:
+                    raise ValueError(
+                        f"Outcome of entry #{row.entry_id}: the entry must be in the log or "
+                        "come before the outcome."
+                    )
+                _check_settlement(row.outcome, row.entry_id, *state[:2])
+                row.entry_created_at = state[2]
+                state[1] = row.outcome
+                states[row.entry_id] = state
+            _sanitise(row)
+            row.created_at = row.created_at or now
+            _link(row, last_id, last_hash, keys)
+            last_id, last_hash = row.id, row.hash
+            if isinstance(row, AuditEntry):
+                states[row.id] = [row.outcome, row.outcome, row.created_at]
+                entries.append(row)
+                fields += [
+                    AuditField(entry_id=row.id, field=name, created_at=row.created_at)
+                    for name in sorted(_field_names(row.changes))
+                ]
+            else:
+                outcomes.append(row)
+        AuditEntry.objects.bulk_create(entries)
+        AuditOutcome.objects.bulk_create(outcomes)
+        AuditField.objects.bulk_create(fields)
+
+
+def _entry_state(entry_id: int | None) -> list | None:
+    """[outcome written, current outcome, created_at] of an entry in the log, or None."""
+    found = (
+        AuditEntry.objects.filter(pk=entry_id)
+        .with_current_outcome()
+        .values_list("outcome", "current_outcome", "created_at")
+        .first()
+    )
+    return list(found) if found else None
+
+
 def _append(row: AuditEntry | AuditOutcome) -> None:
     """Link `row` to the chain's last row and insert it. The caller holds the chain lock."""
     keys = keyring()
-    last_id, last_hash = prepare_append(keys)
+    last_id, last_hash = _prepare_append(keys)
     _sanitise(row)
-    row.id = last_id + 1
     row.created_at = timezone.now()
-    row.prev_hash = last_hash
-    row.key_id = keys.current_id
     if isinstance(row, AuditEntry):
-        row.number = next_number()
-    row.hash = row_hash(last_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS}, keys)
+        row.number = _next_number()
+    _link(row, last_id, last_hash, keys)
     row.save(force_insert=True)
 
 
-def next_number() -> int:
+def _link(row: AuditEntry | AuditOutcome, last_id: int, last_hash: str, keys: Keyring) -> None:
+    """Make `row` the next row after #last_id: its id, prev_hash, key_id and MAC."""
+    row.id = last_id + 1
+    row.prev_hash = last_hash
+    row.key_id = keys.current_id
+    row.hash = row_hash(last_hash, {name: getattr(row, name) for name in row.CHAIN_FIELDS}, keys)
+
+
+def _next_number() -> int:
     """The number of the next entry (1, 2, 3, ...). The caller holds the chain lock."""
     last = AuditEntry.objects.aggregate(last=models.Max("number"))["last"]
     return (last or 0) + 1
 
 
-def prepare_append(keys: Keyring | None = None) -> tuple[int, str]:
+def _prepare_append(keys: Keyring) -> tuple[int, str]:
     """The id and MAC to link the next row to. When the chain ends in legacy rows, first
     appends the anchor entry that starts the keyed chain. The caller holds the chain lock."""
     last_id, last_hash, last_key = _chain_head(with_key=True)
     if last_id == 0 or last_key is not None:
         return last_id, last_hash
-    keys = keys or keyring()
     anchor = AuditEntry(
-        id=last_id + 1,
         created_at=timezone.now(),
-        action=ANCHOR_ACTION,
+        action=Action.CHAIN_ANCHOR,
         request_body={"legacy_rows": last_id, "legacy_head": last_hash},
         outcome=Outcome.SUCCEEDED,
         message=(
             f"The keyed chain begins here. Rows #1 to #{last_id} were written before the "
             "MAC key and carry plain SHA-256 hashes; this row's MAC covers their head."
         ),
-        prev_hash=last_hash,
-        key_id=keys.current_id,
-        number=next_number(),
+        number=_next_number(),
     )
-    anchor.hash = row_hash(
-        last_hash, {name: getattr(anchor, name) for name in anchor.CHAIN_FIELDS}, keys
-    )
+    _link(anchor, last_id, last_hash, keys)
     anchor.save(force_insert=True)
     return anchor.id, anchor.hash
 
@@ -781,15 +868,30 @@ def clean_json(value: Any) -> Any:
 def _sanitise(row: AuditEntry | AuditOutcome) -> None:
     """Make `row` storable as is on both databases, before it is hashed: clean text and
     JSON, and text cut to its column's max_length."""
-    for model_field in row._meta.concrete_fields:
-        value = getattr(row, model_field.attname)
+    for attname, max_length in _columns(type(row)):
+        value = getattr(row, attname)
         if isinstance(value, str):
-            value = clean_text(value)
-            if getattr(model_field, "max_length", None):
-                value = value[: model_field.max_length]
-            setattr(row, model_field.attname, value)
+            clean = clean_text(value)
+            if max_length:
+                clean = clean[:max_length]
+            if clean is not value:
+                setattr(row, attname, clean)
         elif isinstance(value, dict | list):
-            setattr(row, model_field.attname, clean_json(value))
+            setattr(row, attname, clean_json(value))
+
+
+@functools.cache
+def _columns(model) -> tuple[tuple[str, int | None], ...]:
+    """The attribute name and max_length (None when it has none) of each column that
+    holds text or JSON."""
+    return tuple(
+        (field.attname, getattr(field, "max_length", None))
+        for field in model._meta.concrete_fields
+        if isinstance(
+            field,
+            models.CharField | models.TextField | models.GenericIPAddressField | models.JSONField,
+        )
+    )
 
 
 def _normalise_ip(value: str | None) -> str | None:

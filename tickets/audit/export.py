@@ -5,23 +5,27 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from ..models import (
+    Action,
     AuditEntry,
     AuditOutcome,
     Outcome,
 )
 from .chain import RequestMeta, _iso, record_attempt, record_outcome
 from .queries import AuditFilter, Cursor, _entries, _in_form_order
+from .words import change_lines, revert_numbers
 
 logger = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 2000
 FAILED_LINE = "EXPORT FAILED"  # how the last line of an incomplete file starts
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CHANGE_TEXT = 200  # characters of a value in changes_text (changes_json has them whole)
 
 
 EXPORT_COLUMNS = (
@@ -34,8 +38,12 @@ EXPORT_COLUMNS = (
     "ticket_identifier",
     "ticket_title",
     "team_id",
+    "team_name",  # as it was when the entry was written
     "fields_changed",
     "changes_json",
+    "changes_text",  # the changes in words, names beside ids where they were recorded
+    "reason",
+    "revert_of_number",  # the number of the entry this one reverts
     "request_body_json",
     "request_id",
     "client_ip",
@@ -66,7 +74,7 @@ def audit_export(
     (then the file's last line says EXPORT FAILED) or the client stopped reading. An
     export whose process died midway stays pending: never "succeeded"."""
     entry = record_attempt(
-        action="audit.export",
+        action=Action.AUDIT_EXPORT,
         actor=actor,
         ticket=None,
         changes={},
@@ -135,14 +143,18 @@ def _csv_lines(filters, team_ids, cursor: Cursor) -> Iterator[str]:
             .order_by("entry_id", "id")
             .iterator()
         }
+        numbers = revert_numbers(chunk)
         for entry in chunk:
-            yield writer.writerow(_export_row(entry, latest.get(entry.pk)))
+            yield writer.writerow(_export_row(entry, latest.get(entry.pk), numbers))
         if len(entries) <= EXPORT_CHUNK:
             return
         cursor = Cursor.after(chunk[-1])
 
 
-def _export_row(entry: AuditEntry, outcome: AuditOutcome | None) -> list[Any]:
+def _export_row(
+    entry: AuditEntry, outcome: AuditOutcome | None, originals: dict[int, int]
+) -> list[Any]:
+    """One CSV row; `originals` has the numbers of reverted entries, by entry id."""
     row = [
         entry.number,
         _iso(entry.created_at),
@@ -153,8 +165,12 @@ def _export_row(entry: AuditEntry, outcome: AuditOutcome | None) -> list[Any]:
         entry.ticket_identifier,
         entry.ticket_title,
         entry.team_id,
+        entry.team_name or "",
         ", ".join(_in_form_order(entry.changes)),
         json.dumps(entry.changes, ensure_ascii=False, sort_keys=True),
+        "; ".join(change_lines(entry.changes, limit=CHANGE_TEXT, tz=UTC)),
+        entry.reason or "",
+        originals.get(entry.revert_of, "") if entry.revert_of else "",
         json.dumps(entry.request_body, ensure_ascii=False, sort_keys=True),
         entry.request_id,
         entry.client_ip or "",

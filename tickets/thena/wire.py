@@ -287,6 +287,31 @@ def cf_merge(items: list[dict], edits: dict[str, list | None]) -> list[dict]:
     return merged
 
 
+# -- evidence -----------------------------------------------------------------------------
+
+
+def applied(ticket: dict, body: dict, custom: dict) -> bool | None:
+    """Whether `ticket` shows the PATCH `body` (with `custom`, its custom-field edits by
+    uid): True when every sent value that the ticket object carries is there, False when
+    one is not, None when none can be read back. The edit and reconciliation both settle
+    outcomes by this."""
+    specs, values = schema.field_map(), ticket_values(ticket)
+    checked = False
+    for name, sent in body.items():
+        if name == "customFieldValues" and not cf_exact(ticket):
+            continue  # custom fields read as strings cannot show what was written
+        if name == "customFieldValues" and custom:
+            for uid, data in custom.items():
+                if not equal(cf_data(ticket, uid), data):
+                    return False
+            checked = True
+        elif name in specs and name in ticket:  # write-only keys are not on a ticket
+            if not same(specs[name], sent, values[name]):
+                return False
+            checked = True
+    return True if checked else None
+
+
 # -- rendered input text ------------------------------------------------------------------
 # "Changed" means the text the browser sends back differs from the text the page put into
 # the input. Both sides go through `_browser_text`, so a value the user did not touch

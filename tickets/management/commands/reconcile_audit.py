@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from tickets import services
+from tickets import audit
 
 
 class Command(BaseCommand):
@@ -13,13 +13,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--min-age-seconds",
             type=int,
-            default=services.IN_FLIGHT_SECONDS,
+            default=audit.IN_FLIGHT_SECONDS,
             help="Leave younger entries alone: their PATCH may still be in flight "
-            f"(default {services.IN_FLIGHT_SECONDS}).",
+            f"(default {audit.IN_FLIGHT_SECONDS}).",
         )
 
     def handle(self, *args, min_age_seconds: int, **options):
-        counts = services.audit_reconcile(min_age_seconds=min_age_seconds)
+        counts = audit.audit_reconcile(min_age_seconds=min_age_seconds)
         self.stdout.write(
             f"Reconciled: {counts['succeeded']} succeeded, {counts['failed']} failed, "
             f"{counts['unknown']} still unknown, "

@@ -1,0 +1,170 @@
+"""An entry's changes as people read them: field labels, the names recorded beside ids
+when the entry was written ("before_label", "after_label", and "fields" for custom
+fields; see services.Labeller), values in words. Used by the entry's page, the ticket's
+history panel and the CSV export. Entries written before names were recorded read with
+their raw values: nothing is looked up now, so a status renamed since cannot rename what
+the log says.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from django.utils import dateformat, timezone
+from django.utils.dateparse import parse_datetime
+
+from ..models import AuditEntry
+from ..thena import schema, wire
+
+EMPTY = "(empty)"
+ARROW = " → "
+
+
+@dataclass(frozen=True)
+class CustomFieldChange:
+    uid: str
+    name: str  # the field's name as recorded, else its uid
+    before: str  # in words ("" when empty)
+    after: str
+    before_readable: bool = True  # False when the values before could not be read
+
+
+def field_label(name: str) -> str:
+    spec = schema.field_map().get(name)
+    return spec.label if spec else name
+
+
+def custom_field_changes(change: Any) -> list[CustomFieldChange]:
+    """The custom fields a customFieldValues change touched, by name."""
+    if not isinstance(change, dict):
+        return []
+    fields = change.get("fields")
+    if isinstance(fields, dict):
+        found = [
+            CustomFieldChange(
+                str(uid),
+                str(words.get("name") or uid),
+                _text(words.get("before")),
+                _text(words.get("after")),
+                "before" in words,
+            )
+            for uid, words in fields.items()
+            if isinstance(words, dict)
+        ]
+    else:  # written before names were recorded: the raw values, by uid
+        readable = isinstance(change.get("before"), list)
+        old, new = _data_by_uid(change.get("before")), _data_by_uid(change.get("after"))
+        found = [
+            CustomFieldChange(uid, uid, _raw(old.get(uid)), _raw(new.get(uid)), readable)
+            for uid in old.keys() | new.keys()
+            if not (readable and wire.equal(old.get(uid), new.get(uid)))
+        ]
+    return sorted(found, key=lambda field: (field.name.casefold(), field.uid))
+
+
+def change_lines(changes: Any, *, limit: int | None = None, tz: tzinfo | None = None) -> list[str]:
+    """One line per change, in the edit form's order: "Priority: High → Urgent", a
+    write-only value as "Due date: set to 24 Dec 2026 09:30", a custom field by its name.
+    Values longer than `limit` characters are cut; date-times read in `tz` (default: the
+    current time zone; given, it is named after the time)."""
+    if not isinstance(changes, dict):
+        return []
+    order = {name: index for index, name in enumerate(schema.field_map())}
+    lines = []
+    for name in sorted(changes, key=lambda name: (order.get(name, len(order)), name)):
+        change = changes[name]
+        if not isinstance(change, dict):
+            change = {"before": None, "after": change}
+        if name == "customFieldValues":
+            custom = custom_field_changes(change)
+            lines += [
+                _line(field.name, field.before_readable, field.before, field.after, limit)
+                for field in custom
+            ]
+            if custom:
+                continue
+        before, after = (
+            _words(name, change.get(side), change.get(f"{side}_label"), tz)
+            for side in ("before", "after")
+        )
+        lines.append(_line(field_label(name), "before" in change, before, after, limit))
+    return lines
+
+
+def revert_numbers(entries: list[AuditEntry]) -> dict[int, int]:
+    """The numbers of the entries that `entries` revert, by entry id. Numbers run 1..N
+    with no gap, so naming one tells nothing about entries a user may not read."""
+    ids = {entry.revert_of for entry in entries if entry.revert_of}
+    if not ids:
+        return {}
+    return dict(AuditEntry.objects.filter(pk__in=ids).values_list("id", "number"))
+
+
+def _line(label: str, readable: bool, before: str, after: str, limit: int | None) -> str:
+    after = _cut(after, limit) or EMPTY
+    if not readable:
+        return f"{label}: set to {after}"
+    return f"{label}: {_cut(before, limit) or EMPTY}{ARROW}{after}"
+
+
+def _words(name: str, value: Any, label: Any, tz: tzinfo | None) -> str:
+    """A field's recorded value in words: its label when one was recorded."""
+    if isinstance(label, str) and label:
+        return label
+    if value is None or value == "" or value == [] or value == {}:
+        return ""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    spec = schema.field_map().get(name)
+    if spec and spec.kind == "datetime" and isinstance(value, str):
+        return _moment(value, tz)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ", ".join(value)
+    return _text(value)
+
+
+def _moment(value: str, tz: tzinfo | None) -> str:
+    try:
+        moment = parse_datetime(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        return value
+    try:
+        shown = moment.astimezone(tz or timezone.get_current_timezone())
+    except (OverflowError, ValueError):
+        return value
+    return dateformat.format(shown, "j M Y H:i" + (" T" if tz else ""))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _raw(data: Any) -> str:
+    if isinstance(data, list):
+        return ", ".join(_text(value) for value in wire.cf_values({"data": data}))
+    return _text(data)
+
+
+def _data_by_uid(items: Any) -> dict[str, Any]:
+    if not isinstance(items, list):
+        return {}
+    return {
+        uid: item.get("data", wire.cf_values(item))
+        for item in items
+        if isinstance(item, dict) and (uid := wire.cf_id(item)) is not None
+    }
+
+
+def _cut(text: str, limit: int | None) -> str:
+    """One line, at most `limit` characters."""
+    text = " ".join(text.split())
+    if limit and len(text) > limit:
+        return text[: limit - 1].rstrip() + "…"
+    return text
