@@ -99,7 +99,7 @@ def test_list_shows_the_entry_with_its_links_labels_and_current_outcome(auditor_
     assertContains(response, "Title, Description, Metadata")  # in the edit form's order
     assertContains(response, '<span class="badge outcome-succeeded">succeeded</span>')
     assertContains(response, "manager")
-    assertContains(response, "<code>ticket.update</code>")
+    assertContains(response, "<td>Ticket edit</td>")
     assertContains(response, 'href="/audit/export.csv" download')
     assertContains(response, "<svg")
     assertNotContains(response, "style=")  # the CSP refuses inline styles

@@ -424,7 +424,7 @@ def _rows(entries: list[AuditEntry]) -> list[_Row]:
                 iso=entry.created_at.isoformat(),
                 when=f"{local.day} {local:%b %Y, %H:%M:%S}",
                 actor=entry.actor_username or "—",
-                action=entry.action,
+                action=entry.action_label,
                 ticket=entry.ticket_identifier or entry.ticket_id or "—",
                 ticket_url=_ticket_url(entry.ticket_id),
                 ticket_title=entry.ticket_title,
