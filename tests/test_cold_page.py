@@ -6,18 +6,16 @@ requests the sandbox serves at once."""
 
 import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from tests.browser import form_data, replace, to_urlencoded
-from tests.util import sandbox_over_http
+from tests.util import sandbox_over_http, served_over_http
 from tickets import services
 from tickets.thena import client as thena_client
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
-from tickets.thena.sandbox.server import make_server
 
 pytestmark = pytest.mark.django_db
 
@@ -68,21 +66,9 @@ class InFlight:
                 self.now -= 1
 
 
-@contextmanager
 def counted_over_http(config: SandboxConfig):
     """As tests.util.sandbox_over_http, with the requests in flight counted."""
-    counter = InFlight(SandboxApp(config))
-    server = make_server(counter, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = ThenaClient(f"http://127.0.0.1:{server.server_address[1]}", DEMO_API_KEY)
-    set_client(client)
-    try:
-        yield counter
-    finally:
-        set_client(None)
-        client.close()
-        server.shutdown()
-        server.server_close()
+    return served_over_http(InFlight(SandboxApp(config)))
 
 
 class FailPath(httpx.BaseTransport):

@@ -4,7 +4,7 @@ import zoneinfo
 import pytest
 from django.utils import timezone
 
-from tests.util import submitted
+from tests.util import bound_form, submitted
 from tickets import services
 from tickets.forms import TicketUpdateForm
 from tickets.snapshot import Snapshot, SnapshotError
@@ -24,18 +24,8 @@ def edit(sandbox, load):
     return load(ticket["id"])
 
 
-def _bind(edit, **changes) -> TicketUpdateForm:
-    shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
-    return TicketUpdateForm(
-        submitted(shown, **changes),
-        ticket=edit.ticket,
-        choices=edit.choices,
-        snapshot=shown.snapshot,
-    )
-
-
 def _changes(edit, **changes) -> dict:
-    form = _bind(edit, **changes)
+    form = bound_form(edit, **changes)
     assert form.is_valid(), form.errors
     return services.patch_body(edit.ticket, form.edits())
 
@@ -59,7 +49,7 @@ def test_text_fields_send_only_what_changed(edit):
 
 
 def test_title_cannot_be_emptied(edit):
-    form = _bind(edit, title="   ")
+    form = bound_form(edit, title="   ")
     assert not form.is_valid()
     assert "title" in form.errors
 
@@ -70,7 +60,7 @@ def test_select_sends_the_chosen_id(edit):
 
 
 def test_select_refuses_an_id_it_does_not_offer(edit):
-    form = _bind(edit, priorityId="NOT-A-PRIORITY")
+    form = bound_form(edit, priorityId="NOT-A-PRIORITY")
     assert not form.is_valid()
     assert "Select a valid choice" in form.errors["priorityId"][0]
 
@@ -92,7 +82,7 @@ def test_date_time_is_read_in_the_user_time_zone_and_sent_as_utc(edit):
 
 
 def test_a_malformed_date_time_is_an_error_and_the_input_is_kept(edit):
-    form = _bind(edit, dueDate="next tuesday")
+    form = bound_form(edit, dueDate="next tuesday")
     assert not form.is_valid()
     assert "dueDate" in form.errors
     assert form["dueDate"].value() == "next tuesday"
@@ -105,7 +95,7 @@ def test_clearing_a_date_time_sends_null(sandbox, load):
 
 
 def test_emails_are_checked(edit):
-    form = _bind(edit, submitterEmail="not an email")
+    form = bound_form(edit, submitterEmail="not an email")
     assert not form.is_valid()
     assert "submitterEmail" in form.errors
     assert _changes(edit, submitterEmail="new@customer.example") == {
@@ -117,10 +107,10 @@ def test_metadata_must_be_a_json_object(edit):
     assert _changes(edit, metadata='{"plan": "pro", "seats": 12}') == {
         "metadata": {"plan": "pro", "seats": 12}
     }
-    broken = _bind(edit, metadata='{"plan": ')
+    broken = bound_form(edit, metadata='{"plan": ')
     assert not broken.is_valid()
     assert "not valid JSON" in broken.errors["metadata"][0]
-    listed = _bind(edit, metadata="[1, 2]")
+    listed = bound_form(edit, metadata="[1, 2]")
     assert not listed.is_valid()
     assert "JSON object" in listed.errors["metadata"][0]
 
@@ -131,7 +121,7 @@ def test_attachment_urls_one_per_line_are_checked(edit):
         "https://files.example/a.png",
         "https://files.example/b.pdf",
     ]
-    form = _bind(edit, attachmentUrls="https://ok.example/x\nftp://nope\njavascript:alert(1)")
+    form = bound_form(edit, attachmentUrls="https://ok.example/x\nftp://nope\njavascript:alert(1)")
     assert not form.is_valid()
     assert "line 2" in form.errors["attachmentUrls"][0]
     assert "line 3" in form.errors["attachmentUrls"][0]
@@ -139,7 +129,7 @@ def test_attachment_urls_one_per_line_are_checked(edit):
 
 def test_proactive_channels_are_an_enum(edit):
     assert _changes(edit, proactiveChannels=["email"]) == {"proactiveChannels": ["email"]}
-    form = _bind(edit, proactiveChannels=["carrier-pigeon"])
+    form = bound_form(edit, proactiveChannels=["carrier-pigeon"])
     assert not form.is_valid()
 
 
@@ -179,7 +169,7 @@ def test_custom_field_typed_input_rewrites_only_its_item(edit):
 
 def test_custom_field_integer_refuses_text(edit):
     definition = _definition(edit, "integer")
-    form = _bind(edit, **{f"cf__{definition['uid']}": "many"})
+    form = bound_form(edit, **{f"cf__{definition['uid']}": "many"})
     assert not form.is_valid()
     assert f"cf__{definition['uid']}" in form.errors
 
@@ -228,9 +218,9 @@ def test_what_thena_holds_in_an_untouched_field_never_blocks_a_save(edit, sandbo
         submitterEmail="not-an-email",
     )
     edit = load(edit.ticket_id)
-    form = _bind(edit, title="Still saveable")
+    form = bound_form(edit, title="Still saveable")
     assert form.is_valid(), form.errors
     assert form.edits() == {"title": "Still saveable"}
-    touched = _bind(edit, submitterEmail="still not an email")
+    touched = bound_form(edit, submitterEmail="still not an email")
     assert not touched.is_valid()
     assert list(touched.errors) == ["submitterEmail"]

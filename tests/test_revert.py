@@ -9,10 +9,9 @@ from django.core.exceptions import PermissionDenied
 from pytest_django.asserts import assertContains, assertNotContains, assertTemplateUsed
 
 from tests.conftest import _client_for, _user
-from tests.util import OBJECTS, submitted, write_audit
+from tests.util import OBJECTS, bound_form, write_audit
 from tickets import services
 from tickets.audit import RequestMeta, record_attempt
-from tickets.forms import TicketUpdateForm
 from tickets.models import AuditEntry, TeamScope
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
@@ -29,13 +28,7 @@ def ticket(sandbox):
 def _edit(user, ticket_id: str, **changes) -> AuditEntry:
     """A real edit through the service, as the ticket page makes it."""
     edit = services.ticket_edit_load(user=User(is_superuser=True), ticket_id=ticket_id)
-    shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
-    form = TicketUpdateForm(
-        submitted(shown, **changes),
-        ticket=edit.ticket,
-        choices=edit.choices,
-        snapshot=shown.snapshot,
-    )
+    form = bound_form(edit, **changes)
     assert form.is_valid(), form.errors
     return services.ticket_update(user=user, edit=edit, form=form, meta=META).entry
 

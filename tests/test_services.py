@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 
-from tests.util import fail_patches, submitted
+from tests.util import bound_form, fail_patches
 from tickets import services
 from tickets.audit import RequestMeta
 from tickets.forms import TicketUpdateForm
@@ -34,13 +34,7 @@ def _edit(ticket_id):
 
 
 def _form(edit, **changes) -> TicketUpdateForm:
-    shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
-    form = TicketUpdateForm(
-        submitted(shown, **changes),
-        ticket=edit.ticket,
-        choices=edit.choices,
-        snapshot=shown.snapshot,
-    )
+    form = bound_form(edit, **changes)
     assert form.is_valid(), form.errors
     return form
 

@@ -51,6 +51,20 @@ def submitted(form: forms.Form, **changes) -> MultiValueDict:
     return data
 
 
+def bound_form(edit, **changes):
+    """The edit form as the browser posts it back (`submitted` with `changes`), bound to
+    the snapshot of the page it was shown on."""
+    from tickets.forms import TicketUpdateForm
+
+    shown = TicketUpdateForm(ticket=edit.ticket, choices=edit.choices)
+    return TicketUpdateForm(
+        submitted(shown, **changes),
+        ticket=edit.ticket,
+        choices=edit.choices,
+        snapshot=shown.snapshot,
+    )
+
+
 class FailPatch(httpx.BaseTransport):
     """The sandbox for reads; one exact failure for every PATCH: an HTTP status, or
     "timeout", "timeout-after-apply" (Thena applied it, the answer was lost) or "refused"."""
@@ -104,7 +118,14 @@ def write_audit(
 def sandbox_over_http(config: SandboxConfig):
     """A sandbox served over real HTTP on a free port (as `manage.py thena_sandbox` does),
     with a client on it installed as the process-wide client."""
-    app = SandboxApp(config)
+    with served_over_http(SandboxApp(config)) as app:
+        yield app
+
+
+@contextmanager
+def served_over_http(app):
+    """`app` (a sandbox, or a WSGI wrapper of one) over real HTTP on a free port, with a
+    client on it installed as the process-wide client."""
     server = make_server(app, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = ThenaClient(f"http://127.0.0.1:{server.server_address[1]}", DEMO_API_KEY)

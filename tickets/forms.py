@@ -108,7 +108,7 @@ RESOLUTIONS = [("yours", "Yours"), ("theirs", "Theirs (now in Thena)"), ("origin
 # -- custom fields -----------------------------------------------------------------------
 
 
-def _option_pairs(definition: dict) -> list[tuple[str, str]]:
+def option_pairs(definition: dict) -> list[tuple[str, str]]:
     pairs = []
     for option in definition.get("options") or []:
         if isinstance(option, dict):
@@ -146,10 +146,10 @@ def _cf_form_field(definition: dict) -> forms.Field:
         case "datetime":
             return BoundedDateTimeField(widget=_datetime_widget(), **common)
         case "choice":
-            return forms.ChoiceField(choices=[("", "—"), *_option_pairs(definition)], **common)
+            return forms.ChoiceField(choices=[("", "—"), *option_pairs(definition)], **common)
         case "multichoice":
             return forms.MultipleChoiceField(
-                choices=_option_pairs(definition), widget=forms.CheckboxSelectMultiple, **common
+                choices=option_pairs(definition), widget=forms.CheckboxSelectMultiple, **common
             )
         case "boolean":
             return forms.BooleanField(**common)

@@ -29,10 +29,12 @@ from .audit.words import change_lines, revert_numbers
 from .forms import (
     CF_PREFIX,
     CURRENT_LABELS,
+    REASON_REQUIRED,
+    RESOLUTIONS,
     Choices,
     TicketUpdateForm,
-    _option_pairs,
     input_label,
+    option_pairs,
 )
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
 from .models import Action, AuditEntry, Outcome, TeamScope
@@ -1038,7 +1040,7 @@ def _cf_text(definition: dict, data) -> str:
     if data is None:
         return ""
     values = wire.cf_values({"data": data}) if isinstance(data, list) else [data]
-    options = dict(_option_pairs(definition))
+    options = dict(option_pairs(definition))
     boolean = wire.cf_kind(definition) == "boolean"
     words = []
     for value in values:
@@ -1116,7 +1118,7 @@ def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[Histor
 # since the entry is then a conflict, shown three ways before anything is sent.
 
 REVERT_SALT = "tickets.revert.v1"
-REVERT_CHOICES = ("yours", "theirs", "original")  # forms.RESOLUTIONS
+REVERT_CHOICES = tuple(choice for choice, _ in RESOLUTIONS)
 NOT_SETTLED = (
     "Whether this change reached Thena is not known yet (its outcome is “{outcome}”), so "
     "it cannot be reverted until it is settled."
@@ -1139,7 +1141,6 @@ REVERT_CUSTOM_NOT_EXACT = (
     "Thena now sends this ticket's custom field values in a shape that cannot be written "
     "back exactly, so custom fields cannot be reverted here. Nothing was sent."
 )
-REVERT_REASON_REQUIRED = "Give a reason for this change."
 
 
 @dataclass(frozen=True)
@@ -1333,7 +1334,7 @@ def ticket_revert(
         raise RevertRefused(plan.refusal)
     chosen = _revert_chosen(plan, fields)
     if settings.THENA_REQUIRE_REASON and not reason.strip():
-        raise RevertRefused(REVERT_REASON_REQUIRED)
+        raise RevertRefused(REASON_REQUIRED)
     seen_then = _revert_token_load(token, entry, chosen) if token else {}
     choices = choices or {}
     edits, seen = {}, {}

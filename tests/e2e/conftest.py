@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import DESKTOP
+
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,6 +44,18 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-sync",
         ],
     }
+
+
+@pytest.fixture
+def screen():
+    """The screen a test runs on; a test parametrizes it (tests.e2e.PHONE)."""
+    return DESKTOP
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args, screen):
+    # A user far from UTC proves date-times are read in their zone and sent as UTC.
+    return {**browser_context_args, "timezone_id": "Europe/Paris", **screen}
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ AFTER = (
 
 
 @pytest.fixture
-def browser_context_args(browser_context_args):
-    return {
-        **browser_context_args,
-        "timezone_id": "Europe/Paris",
-        "viewport": {"width": 1280, "height": 900},
-    }
-
-
-@pytest.fixture
 def log(manager, sandbox):
     """A month of synthetic history, then one failed description edit by the manager."""
     call_command("seed_audit", count=400, days=30, seed=5, force=True, stdout=StringIO())

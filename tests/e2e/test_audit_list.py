@@ -21,15 +21,6 @@ DAY_LINK = re.compile(r"^\w{3} \d{1,2} \w{3} \d{4}: \d+ changes?$")
 
 
 @pytest.fixture
-def browser_context_args(browser_context_args):
-    return {
-        **browser_context_args,
-        "timezone_id": "Europe/Paris",
-        "viewport": {"width": 1280, "height": 900},
-    }
-
-
-@pytest.fixture
 def log(manager, sandbox):
     """A month of synthetic history, then one edit by the manager, with a reason."""
     call_command("seed_audit", count=400, days=30, seed=5, force=True, stdout=StringIO())

@@ -9,11 +9,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e import PHONE
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("thena")]
 
 PASSWORD = "correct horse battery"
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 RESOLUTION_LABELS = {"yours": "Yours", "theirs": "Theirs (now in Thena)", "original": "Original"}
 # What sticks out to the right of a phone's screen, for the report: tables and
 # preformatted text first (they cannot shrink), then everything else.
@@ -24,17 +24,6 @@ WIDER_THAN_PHONE = """() => [...document.querySelectorAll("body *")]
         + (typeof e.className === "string" && e.className ? "." + e.className : "")
         + " right=" + Math.round(e.getBoundingClientRect().right))"""
 SAVED = re.compile(r"Saved \d+ change\(s\)")
-
-
-@pytest.fixture
-def screen():
-    """Context options for the screen; a test parametrizes it to PHONE."""
-    return DESKTOP
-
-
-@pytest.fixture
-def browser_context_args(browser_context_args, screen):
-    return {**browser_context_args, "timezone_id": "Europe/Paris", **screen}
 
 
 @pytest.fixture

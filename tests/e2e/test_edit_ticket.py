@@ -17,16 +17,6 @@ def ticket(sandbox):
     )
 
 
-@pytest.fixture
-def browser_context_args(browser_context_args):
-    # A user far from UTC proves date-times are read in their zone and sent as UTC.
-    return {
-        **browser_context_args,
-        "timezone_id": "Europe/Paris",
-        "viewport": {"width": 1280, "height": 900},
-    }
-
-
 def _open(page, live_server, ticket):
     page.goto(f"{live_server.url}/tickets/{ticket['id']}/")
     expect(page.get_by_role("heading", level=1)).to_contain_text(ticket["ticketIdentifier"])

@@ -7,23 +7,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e import DESKTOP, PHONE
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("thena")]
 
 PASSWORD = "correct horse battery"
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 RESOLUTION_LABELS = {"yours": "Yours", "theirs": "Theirs (now in Thena)", "original": "Original"}
-
-
-@pytest.fixture
-def screen():
-    """Context options for the screen; a test parametrizes it to PHONE."""
-    return DESKTOP
-
-
-@pytest.fixture
-def browser_context_args(browser_context_args, screen):
-    return {**browser_context_args, "timezone_id": "Europe/Paris", **screen}
 
 
 @pytest.fixture

@@ -7,17 +7,17 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e import PHONE
 from tests.test_cold_page import FailPath, _install
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("thena")]
 
 PASSWORD = "correct horse battery"
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "timezone_id": "Europe/Paris", **PHONE}
+def screen():
+    return PHONE
 
 
 def _ticket(sandbox, custom: bool) -> dict:

@@ -12,7 +12,6 @@ from datetime import tzinfo
 from typing import Any
 
 from django.utils import dateformat, timezone
-from django.utils.dateparse import parse_datetime
 
 from ..models import AuditEntry
 from ..thena import schema, wire
@@ -125,11 +124,8 @@ def _words(name: str, value: Any, label: Any, tz: tzinfo | None) -> str:
 
 
 def _moment(value: str, tz: tzinfo | None) -> str:
-    try:
-        moment = parse_datetime(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    moment = wire.aware(value)
+    if moment is None:
         return value
     try:
         shown = moment.astimezone(tz or timezone.get_current_timezone())

@@ -35,7 +35,7 @@ from .errors import (
     ThenaUnavailable,
     ThenaValidationError,
 )
-from .ratelimit import SharedPause
+from .ratelimit import SIDE_BY_SIDE, SharedPause
 
 logger = logging.getLogger("tickets.thena")
 
@@ -92,7 +92,10 @@ def concurrently[T](calls: dict[str, Callable[[], T]]) -> dict[str, T | ThenaErr
     request's budget holds in the worker threads). A call's ThenaError is its result;
     any other exception is raised. The calls must not use the database: a worker thread
     would open a connection of its own and never close it."""
-    futures = {name: _side_by_side.submit(copy_context().run, call) for name, call in calls.items()}
+    futures = {
+        name: _side_by_side.submit(copy_context().run, _side_by_side_call, call)
+        for name, call in calls.items()
+    }
     results: dict[str, T | ThenaError] = {}
     for name, future in futures.items():
         try:
@@ -100,6 +103,11 @@ def concurrently[T](calls: dict[str, Callable[[], T]]) -> dict[str, T | ThenaErr
         except ThenaError as error:
             results[name] = error
     return results
+
+
+def _side_by_side_call[T](call: Callable[[], T]) -> T:
+    SIDE_BY_SIDE.set(True)  # in the worker's copy of the context only
+    return call()
 
 
 @dataclass(frozen=True)

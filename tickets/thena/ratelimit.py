@@ -10,7 +10,7 @@ when T is near enough, else its caller gets ThenaRateLimited at once (client.py 
 import hashlib
 import logging
 import math
-import threading
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
@@ -20,14 +20,14 @@ logger = logging.getLogger("tickets.thena")
 
 # A reset further ahead is not believed for longer: after this, one request asks again.
 MAX_PAUSE = timedelta(hours=1)
-# The threads of client._side_by_side (thread_name_prefix "thena"). They must not touch
-# the database, which the default cache is: they read this process's copy of the pause,
-# and close the connection a rare write to the cache opened.
-_SIDE_BY_SIDE_THREAD = "thena_"
+# True in calls client.concurrently runs in its worker threads. They must not touch the
+# database, which the default cache is: they read this process's copy of the pause, and
+# close the connection a rare write to the cache opened.
+SIDE_BY_SIDE = ContextVar("thena_side_by_side", default=False)
 
 
 def _in_side_by_side_thread() -> bool:
-    return threading.current_thread().name.startswith(_SIDE_BY_SIDE_THREAD)
+    return SIDE_BY_SIDE.get()
 
 
 class SharedPause:

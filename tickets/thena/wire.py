@@ -44,16 +44,22 @@ def _shown_moment(raw) -> datetime | None:
     return parsed if 1 < year < 9999 else None
 
 
+def aware(text: str) -> datetime | None:
+    """`text` as a date-time with its offset; None when it is not one, or has none."""
+    try:
+        parsed = parse_datetime(text)
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
 def _moment(raw) -> str | None:
     """A date-time string from Thena, normalised so equal moments compare equal whatever
     the offset or precision it was written with; unreadable text is kept as it is."""
     if not isinstance(raw, str) or not raw:
         return None
-    try:
-        parsed = parse_datetime(raw)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = aware(raw)
+    if parsed is None:
         return raw
     try:
         return iso(parsed)
