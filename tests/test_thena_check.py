@@ -144,6 +144,7 @@ def test_swagger_json_lists_exactly_the_routes_the_sandbox_serves(thena, sandbox
         "/swagger-json",
         "/v1/tickets",
         "/v1/tickets/{id}",
+        "/v1/tickets/bulk",
         *(f"/v1/tickets/{kind}" for kind in ("status", "priority", "type", "sentiment")),
         "/v1/teams",
         "/v1/teams/{teamId}",

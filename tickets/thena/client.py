@@ -144,6 +144,16 @@ class SearchPage:
     page: int
 
 
+@dataclass(frozen=True)
+class BulkUpdate:
+    """Thena's answer to a bulk update (thena-api.md §10), for the ids asked about: the
+    ones it changed, and the ones it left as they were, with its reason. An id in
+    neither was not reported, so its outcome is unknown."""
+
+    updated: frozenset[str]
+    skipped: dict[str, str]  # id -> reason
+
+
 def _number(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -174,7 +184,7 @@ def _id(value: str) -> str:
 calls_log = structlog.stdlib.get_logger("tickets.thena")
 # The fixed segments of the paths the client calls; any other segment is an id.
 _PATH_WORDS = frozenset(
-    {"v1", "tickets", "status", "priority", "type", "sentiment", "teams", "sub-teams"}
+    {"v1", "tickets", "status", "priority", "type", "sentiment", "bulk", "teams", "sub-teams"}
     | {"members", "accounts", "search", "forms", "custom-field", "swagger-json"}
 )
 
@@ -281,6 +291,26 @@ class ThenaClient:
         path = f"/v1/tickets/{_id(ticket_id)}"
         return self._request("PATCH", path, json=body, check=_is_ticket(ticket_id))
 
+    def bulk_update_tickets(self, ticket_ids: list[str], fields: dict) -> BulkUpdate:
+        """The same `fields` (statusId, typeId, priorityId, assignedAgentId, isPrivate) on
+        every ticket of `ticket_ids`, in one PATCH /v1/tickets/bulk. Thena checks no
+        versions there: whatever the tickets hold now is overwritten. A 2xx that is not
+        the documented result leaves the outcome unknown, as for update_ticket."""
+        if "ticketIds" in fields:
+            raise ValueError("ticketIds is given as ticket_ids, not as a field")
+        body = {"ticketIds": list(ticket_ids), **fields}
+        data = self._request("PATCH", "/v1/tickets/bulk", json=body, check=_bulk_problem)
+        asked = set(body["ticketIds"])
+        # What Thena says about ids we did not ask for is no answer to this request.
+        return BulkUpdate(
+            updated=frozenset(item["id"] for item in data["updated"] if item["id"] in asked),
+            skipped={
+                item["id"]: self._redact(_reason(item))[:_DETAIL_LIMIT]
+                for item in data["skipped"]
+                if item["id"] in asked
+            },
+        )
+
     # Choices for the edit form
 
     def statuses(self, team_id: str) -> list[dict]:
@@ -328,6 +358,10 @@ class ThenaClient:
 
     def custom_fields(self, team_id: str) -> list[dict]:
         return self._all_pages("/v1/custom-field", {"teamId": team_id, "source": "ticket"})
+
+    def paused_until(self) -> datetime | None:
+        """The end of the rate-limit pause any process noted (ratelimit.py), or None."""
+        return self._pause.until()
 
     def ping(self) -> None:
         """Proves that Thena answers and accepts the key; no retries, so it fails fast."""
@@ -680,6 +714,28 @@ def _is_ticket(ticket_id: str) -> Callable[[Any], str]:
         return ""
 
     return check
+
+
+def _bulk_problem(data: Any) -> str:
+    """A check for `_request`: what is wrong with `data` as a bulk update's result,
+    `{updated: [{id, title}], skipped: [{id, reason}]}` (only the ids are relied on)."""
+    if not isinstance(data, dict):
+        return f"expected the bulk result, got {type(data).__name__}"
+    for key in ("updated", "skipped"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            return f"expected the bulk result, got no {key} list"
+        if not all(isinstance(item, dict) and isinstance(item.get("id"), str) for item in items):
+            return f"expected the bulk result, got {key} items without a string id"
+    return ""
+
+
+def _reason(item: dict) -> str:
+    """A skipped ticket's reason as text; its shape is not relied on."""
+    reason = item.get("reason")
+    if reason is None or not str(reason).strip():
+        return "Thena gave no reason"
+    return str(reason)
 
 
 def _list(data: Any) -> list[dict]:

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
 from tickets.thena.sandbox.app import CUSTOM_FIELD_SHAPES
@@ -55,18 +55,31 @@ class Command(BaseCommand):
             default=SandboxConfig.auto_link_field,
             help="the auto-link flag's PATCH key, also named in /swagger-json",
         )
+        parser.add_argument(
+            "--tickets",
+            type=int,
+            default=SandboxConfig.ticket_count,
+            help=f"how many tickets to generate (default {SandboxConfig.ticket_count}; "
+            "the first ones are the same whatever the number)",
+        )
+        parser.add_argument(
+            "--bulk-max-ids",
+            type=int,
+            default=SandboxConfig.bulk_max_ids,
+            help="the most ticketIds PATCH /v1/tickets/bulk accepts, then 400 "
+            f"(default {SandboxConfig.bulk_max_ids}; Thena documents no limit)",
+        )
+        parser.add_argument(
+            "--no-bulk-endpoint",
+            action="store_true",
+            help="answer PATCH /v1/tickets/bulk 404, as a Thena without it would",
+        )
 
     def handle(self, *args, **options):
-        config = SandboxConfig(
-            seed=options["seed"],
-            api_key=options["api_key"],
-            latency_ms=options["latency_ms"],
-            fail_rate=options["fail_rate"],
-            rate_limit=options["rate_limit"],
-            echo_write_only=options["echo_write_only"],
-            custom_field_shape=options["custom_field_shape"],
-            auto_link_field=options["auto_link_field"],
-        )
+        try:
+            config = self._config(options)
+        except ValueError as error:  # e.g. --tickets -1
+            raise CommandError(str(error)) from None
         server = make_server(SandboxApp(config), options["host"], options["port"], log=self._log)
         host, port = server.server_address[:2]
         self.stdout.write(f"Thena sandbox on http://{host}:{port}  (x-api-key: {config.api_key})")
@@ -77,6 +90,21 @@ class Command(BaseCommand):
             self.stdout.write("Stopped.")
         finally:
             server.server_close()
+
+    def _config(self, options) -> SandboxConfig:
+        return SandboxConfig(
+            seed=options["seed"],
+            api_key=options["api_key"],
+            latency_ms=options["latency_ms"],
+            fail_rate=options["fail_rate"],
+            rate_limit=options["rate_limit"],
+            echo_write_only=options["echo_write_only"],
+            custom_field_shape=options["custom_field_shape"],
+            auto_link_field=options["auto_link_field"],
+            ticket_count=options["tickets"],
+            bulk_max_ids=options["bulk_max_ids"],
+            bulk_endpoint=not options["no_bulk_endpoint"],
+        )
 
     def _log(self, line: str) -> None:
         self.stdout.write(line)

@@ -18,7 +18,9 @@ from urllib.parse import parse_qsl, quote
 
 from .. import documented
 from . import seed, spec
-from .validation import ApiError, apply_patch
+from .seed import TICKET_COUNT
+from .spec import BULK_FIELDS, BULK_PATH
+from .validation import PATCH_FIELDS, ApiError, _type_errors, apply_patch
 
 DEMO_API_KEY = "sandbox-demo-key"
 # With no configured budget the headers still go out, with a limit nobody reaches.
@@ -51,10 +53,19 @@ class SandboxConfig:
     # The auto-link flag's PATCH key (its real name is unknown, thena-api.md §2.2): the
     # only extra key a PATCH may carry, and the name /swagger-json gives it.
     auto_link_field: str = "autoLinkSlackChannel"
+    # PATCH /v1/tickets/bulk (thena-api.md §10); False: an older Thena without it (404).
+    bulk_endpoint: bool = True
+    # Thena documents no batch limit [?]: 100 is our guess at what it would refuse.
+    bulk_max_ids: int = 100
+    ticket_count: int = TICKET_COUNT
 
     def __post_init__(self) -> None:
         if self.custom_field_shape not in CUSTOM_FIELD_SHAPES:
             raise ValueError(f"custom_field_shape must be one of {CUSTOM_FIELD_SHAPES}")
+        if self.bulk_max_ids < 1:
+            raise ValueError("bulk_max_ids must be at least 1")
+        if self.ticket_count < 0:
+            raise ValueError("ticket_count must not be negative")
 
 
 @dataclass
@@ -109,6 +120,8 @@ class SandboxApp:
             ("GET", r"/v1/tickets", self._ticket_list),
             ("GET", r"/v1/tickets/(?P<kind>status|priority|type|sentiment)", self._ticket_options),
             ("GET", r"/v1/tickets/(?P<ticket_id>[^/]+)", self._ticket_get),
+            # Before the single-ticket PATCH, whose pattern would take "bulk" for an id.
+            ("PATCH", BULK_PATH, self._ticket_bulk),
             ("PATCH", r"/v1/tickets/(?P<ticket_id>[^/]+)", self._ticket_patch),
             ("GET", r"/v1/teams", self._team_list),
             ("GET", r"/v1/teams/(?P<team_id>[^/]+)", self._team_get),
@@ -130,9 +143,9 @@ class SandboxApp:
         """Reseed the data and forget requests, rate counters and queued faults."""
         with self._lock:
             now = self.clock()
-            self._world = seed.build(self.config.seed, now)
+            self._world = seed.build(self.config.seed, now, self.config.ticket_count)
             stamps = (datetime.fromisoformat(t["updatedAt"]) for t in self._world.tickets.values())
-            self._last_stamp = max(stamps)
+            self._last_stamp = max(stamps, default=_to_ms(now))
             self._rng = random.Random(self.config.seed)
             self._faults: list[_Fault] = []
             self._window_start = 0.0
@@ -291,8 +304,17 @@ class SandboxApp:
         for method, pattern, handler in self._routes:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:
+                if not self._serves(handler):
+                    # An unknown route then, not a ticket called "bulk" (a guess at how
+                    # an older Thena answers).
+                    break
                 return handler, match.groupdict()
         raise ApiError(404, f"Cannot {request.method} {request.path}")
+
+    def _serves(self, handler) -> bool:
+        """Whether this Thena has the route, as configured now (a test may change the
+        config of a running sandbox): an older one has no bulk endpoint."""
+        return handler != self._ticket_bulk or self.config.bulk_endpoint
 
     def _over_budget(self) -> bool:
         now = self.clock().timestamp()
@@ -357,7 +379,8 @@ class SandboxApp:
 
     def _swagger_json(self, request: _Request) -> dict:
         # The bare document, no envelope, as NestJS serves it.
-        return spec.build(self.config, [(m, p.pattern) for m, p, _ in self._routes])
+        routes = [(m, p.pattern) for m, p, h in self._routes if self._serves(h)]
+        return spec.build(self.config, routes)
 
     def _ticket_list(self, request: _Request) -> dict:
         query = request.query
@@ -402,6 +425,46 @@ class SandboxApp:
             raise ApiError(400, ["request body must be a JSON object"])
         self._patch(ticket, request.body)
         return self._ok(self._public(ticket))
+
+    def _ticket_bulk(self, request: _Request) -> dict:
+        """PATCH /v1/tickets/bulk (thena-api.md §10): the same fields on many tickets. A
+        bad request is refused whole (400); then each ticket is changed as a single PATCH
+        of those fields would change it, or skipped, unchanged, with the reason."""
+        body = request.body
+        if body is _INVALID_JSON or not isinstance(body, dict):
+            raise ApiError(400, ["request body must be a JSON object"])
+        ticket_ids = body.get("ticketIds")
+        errors = _ticket_id_errors(ticket_ids, self.config.bulk_max_ids)
+        fields = {key: value for key, value in body.items() if key != "ticketIds"}
+        for key, value in fields.items():
+            if key not in BULK_FIELDS:
+                errors.append(f"property {key} should not exist")  # as whitelisting does
+            elif value is None:
+                if not PATCH_FIELDS[key][1]:
+                    errors.append(f"{key} should not be null")
+            else:
+                kind = PATCH_FIELDS[key][0]
+                errors += _type_errors(key, kind, value, self.config.proactive_channels)
+        if errors:
+            raise ApiError(400, errors)
+
+        updated, skipped = [], []
+        for ticket_id in dict.fromkeys(ticket_ids):  # each id once, in the order sent
+            ticket = self._world.tickets.get(ticket_id)
+            if ticket is None:
+                skipped.append({"id": ticket_id, "reason": "Ticket not found"})
+                continue
+            try:
+                # apply_patch checks everything before it changes anything, so a refused
+                # ticket is left as it was (a statusId of another team, say).
+                self._patch(ticket, fields)
+            except ApiError as error:
+                reason = error.message
+                reason = "; ".join(reason) if isinstance(reason, list) else reason
+                skipped.append({"id": ticket_id, "reason": reason})
+                continue
+            updated.append({"id": ticket_id, "title": ticket["title"]})
+        return self._ok({"updated": updated, "skipped": skipped})
 
     def _ticket(self, ticket_id: str) -> dict:
         ticket = self._world.tickets.get(ticket_id)
@@ -549,6 +612,21 @@ def _value_strings(items: list[dict]) -> list[str]:
             value = value.get("value") if isinstance(value, dict) else value
             strings.append(value if isinstance(value, str) else json.dumps(value))
     return strings
+
+
+def _ticket_id_errors(ticket_ids: Any, max_ids: int) -> list[str]:
+    """class-validator's messages for `ticketIds`: a non-empty array of strings of at most
+    `max_ids` elements (counted as sent, duplicates included)."""
+    if not isinstance(ticket_ids, list):
+        return ["ticketIds must be an array", "ticketIds should not be empty"]
+    errors = []
+    if not ticket_ids:
+        errors.append("ticketIds should not be empty")
+    if len(ticket_ids) > max_ids:
+        errors.append(f"ticketIds must contain no more than {max_ids} elements")
+    if not all(isinstance(item, str) for item in ticket_ids):
+        errors.append("each value in ticketIds must be a string")
+    return errors
 
 
 def _team_item(team: dict) -> dict:

@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-TICKET_COUNT = 240
+TICKET_COUNT = 240  # the default world; tests rely on its exact data
 
 _ALNUM = string.ascii_uppercase + string.digits
 
@@ -340,7 +340,11 @@ class _Ids:
                 return value
 
 
-def build(seed: int, now: datetime) -> World:
+def build(seed: int, now: datetime, ticket_count: int = TICKET_COUNT) -> World:
+    """The world of `seed` at `now` with `ticket_count` tickets. The first TICKET_COUNT
+    tickets do not depend on `ticket_count`: a bigger world is the default one plus more."""
+    if ticket_count < 0:
+        raise ValueError("ticket_count must not be negative")
     rng = random.Random(seed)
     new_id = _Ids(rng)
     org = new_id("E", 10)
@@ -606,21 +610,31 @@ def build(seed: int, now: datetime) -> World:
         custom_fields=custom_fields,
         tickets={},
     )
-    for ticket in _tickets(rng, new_id, now, world, contacts):
-        world.refresh(ticket)
-        world.tickets[ticket["id"]] = ticket
+    batches = [(rng, new_id, min(ticket_count, TICKET_COUNT))]
+    if ticket_count > TICKET_COUNT:
+        # The rest from a generator of their own, so the first TICKET_COUNT stay as the
+        # default world has them (a str seed is hashed the same way in every process).
+        more_rng = random.Random(f"{seed}:more tickets")
+        more_ids = _Ids(more_rng)
+        more_ids.seen = new_id.seen  # ids stay unique across both
+        batches.append((more_rng, more_ids, ticket_count - TICKET_COUNT))
+    for batch_rng, batch_ids, count in batches:
+        for ticket in _tickets(batch_rng, batch_ids, now, world, contacts, count):
+            world.refresh(ticket)
+            world.tickets[ticket["id"]] = ticket
     return world
 
 
-def _tickets(rng, new_id, now: datetime, world: World, contacts: dict[str, list[dict]]):
+def _tickets(rng, new_id, now: datetime, world: World, contacts: dict[str, list[dict]], count: int):
+    """`count` tickets, numbered on from the tickets `world` already has."""
     parents = [t for t in world.teams.values() if not t["parentTeamId"]]
     account_ids = list(world.accounts)
     ticket_fields = [f for f in world.custom_fields if f["source"] == "ticket"]
     # Skewed towards the recent past so that short date ranges are not empty.
-    ages = sorted(
-        (timedelta(days=90 * rng.random() ** 2) for _ in range(TICKET_COUNT)), reverse=True
-    )
+    ages = sorted((timedelta(days=90 * rng.random() ** 2) for _ in range(count)), reverse=True)
     numbers = {t["id"]: 0 for t in parents}
+    for existing in world.tickets.values():
+        numbers[existing["teamId"]] = max(numbers[existing["teamId"]], existing["ticketId"])
     for age in ages:
         team = rng.choice(parents)
         tid = team["id"]

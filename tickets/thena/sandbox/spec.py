@@ -21,6 +21,9 @@ _PARAM_NAMES = {"ticket_id": "id", "team_id": "teamId", "account_id": "id"}
 _GROUP = re.compile(r"\(\?P<(?P<name>\w+)>(?P<body>[^)]*)\)")
 _ANY_SEGMENT = "[^/]+"
 _TICKET = "/v1/tickets/{id}"
+BULK_PATH = "/v1/tickets/bulk"
+# What PATCH /v1/tickets/bulk may change besides ticketIds (thena-api.md §5, §10).
+BULK_FIELDS = ("statusId", "typeId", "priorityId", "assignedAgentId", "isPrivate")
 
 
 def path_templates(pattern: str) -> list[str]:
@@ -75,14 +78,20 @@ def _operation(method: str, template: str) -> dict:
         ("GET", _TICKET): "CommonTicketResponse",
         ("PATCH", _TICKET): "CommonTicketResponse",
         ("GET", "/v1/tickets"): "GetAllTicketsResponse",
+        ("PATCH", BULK_PATH): "CommonBulkUpdateTicketsResponse",
     }.get((method, template))
     if envelope:
         operation["responses"]["200"]["content"] = _json_ref(envelope)
-    if (method, template) == ("PATCH", _TICKET):
+    body = {
+        ("PATCH", _TICKET): ("Update ticket request body", "UpdateTicketBody"),
+        ("PATCH", BULK_PATH): ("Update tickets in bulk request body", "BulkUpdateTicketsBody"),
+    }.get((method, template))
+    if body:
+        description, schema = body
         operation["requestBody"] = {
             "required": True,
-            "description": "Update ticket request body",
-            "content": _json_ref("UpdateTicketBody"),
+            "description": description,
+            "content": _json_ref(schema),
         }
     return operation
 
@@ -130,7 +139,7 @@ def _schemas(config: SandboxConfig) -> dict:
         },
     }
     required = ["status", "message", "timestamp", "data"]
-    return {
+    schemas = {
         "ExternalCustomFieldValuesDto": {"type": "object", "properties": {}},
         "UpdateTicketBody": {"type": "object", "properties": body},
         "TicketResponseDto": {"type": "object", "properties": ticket},
@@ -151,6 +160,54 @@ def _schemas(config: SandboxConfig) -> dict:
             "properties": {
                 **envelope,
                 "data": {"type": "array", "items": {"$ref": REF + "TicketResponseDto"}},
+            },
+        },
+    }
+    if config.bulk_endpoint:
+        schemas.update(_bulk_schemas(body, envelope, required))
+    return schemas
+
+
+def _bulk_schemas(body: dict, envelope: dict, required: list[str]) -> dict:
+    """PATCH /v1/tickets/bulk's body and answer. The names are ours: the docs show the
+    shapes only (thena-api.md §10)."""
+    bulk_body = {
+        "ticketIds": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The IDs of the tickets to update",
+        },
+        **{name: body[name] for name in BULK_FIELDS},
+    }
+    outcome = {"type": "string", "description": "The ID of the ticket"}
+    bulk_result = {
+        "updated": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"id": outcome, "title": {"type": "string"}},
+            },
+        },
+        "skipped": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"id": outcome, "reason": {"type": "string"}},
+            },
+        },
+    }
+    return {
+        "BulkUpdateTicketsBody": {
+            "type": "object",
+            "required": ["ticketIds"],
+            "properties": bulk_body,
+        },
+        "CommonBulkUpdateTicketsResponse": {
+            "type": "object",
+            "required": required,
+            "properties": {
+                **envelope,
+                "data": {"type": "object", "properties": bulk_result},
             },
         },
     }
