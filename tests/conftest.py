@@ -101,6 +101,7 @@ def _user(django_user_model, username: str, group: str | None = None):
 
     # A transactional test's flush removes what the data migration made; make it again.
     importlib.import_module("tickets.migrations.0003_groups").create_groups(apps, None)
+    importlib.import_module("tickets.migrations.0011_bulk_edit").grant_bulk_edit(apps, None)
 
     user = django_user_model.objects.create_user(
         username=username, email=f"{username}@example.com", password=PASSWORD

@@ -560,11 +560,15 @@ def test_migrations_create_groups_with_their_permissions(db):
         group = Group.objects.get(name=name)
         return sorted(f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all())
 
-    assert codenames("Support managers") == ["tickets.edit_ticket", "tickets.view_auditentry"]
+    assert codenames("Support managers") == [
+        "tickets.bulk_edit",
+        "tickets.edit_ticket",
+        "tickets.view_auditentry",
+    ]
     assert codenames("Auditors") == ["tickets.view_auditentry"]
     user = User.objects.create_user("sam")
     user.groups.add(Group.objects.get(name="Support managers"))
-    assert user.has_perms(["tickets.edit_ticket", "tickets.view_auditentry"])
+    assert user.has_perms(["tickets.bulk_edit", "tickets.edit_ticket", "tickets.view_auditentry"])
 
 
 def test_request_meta_reads_request_id_ip_and_user_agent(rf):

@@ -23,6 +23,7 @@ def _walk(patterns, prefix="", namespace=""):
 
 def _concrete(route: str) -> str:
     """Turn a route or regex into a path with plausible values for its parameters."""
+    route = re.sub(r"<uuid:\w+>", "00000000-0000-4000-8000-000000000001", route)
     route = re.sub(r"<(?:\w+:)?(\w+)>", "1", route)
     route = re.sub(r"\(\?P<\w+>([^|)]*)[^)]*\)", r"\1", route)  # first alternative
     route = re.sub(r"\(\?P<\w+>[^)]*\)", "1", route)

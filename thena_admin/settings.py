@@ -272,6 +272,17 @@ THENA_REQUIRE_REASON = env_bool("THENA_REQUIRE_REASON", False)
 # refuses to start that way (tickets/checks.py, gunicorn.conf.py) unless this says a
 # test or demo knows it.
 THENA_ALLOW_IN_PROCESS_SANDBOX = env_bool("THENA_ALLOW_IN_PROCESS_SANDBOX", False)
+# Bulk edits (tickets/bulk.py): the most tickets one may change, how many go into one
+# PATCH /v1/tickets/bulk (Thena documents no limit), and how long a worker's claim on a
+# running batch lasts without being renewed before another worker takes the batch over.
+BULK_MAX_TICKETS = int(env_float("BULK_MAX_TICKETS", 1000))
+BULK_CHUNK_SIZE = int(env_float("BULK_CHUNK_SIZE", 50))
+BULK_LEASE_SECONDS = env_float("BULK_LEASE_SECONDS", 60.0)
+if BULK_MAX_TICKETS < 1 or not 1 <= BULK_CHUNK_SIZE <= 500 or BULK_LEASE_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "BULK_MAX_TICKETS must be at least 1, BULK_CHUNK_SIZE 1 to 500, BULK_LEASE_SECONDS "
+        "at least 1."
+    )
 # `check --deploy` refuses SQLite and the in-process sandbox with DJANGO_DEBUG off, unless
 # this says the deployment is a demo.
 THENA_DEMO_DEPLOY = env_bool("THENA_DEMO_DEPLOY", False)

@@ -731,3 +731,107 @@ class RevertForm(forms.Form):
             for key, value in self.data.items()
             if key.startswith(RESOLVE_PREFIX)
         }
+
+
+# -- bulk edit --------------------------------------------------------------------------
+
+KEEP = ("", "— keep as is")
+BULK_ID_INPUTS = ("statusId", "priorityId", "typeId", "assignedAgentId", "subTeamId", "formId")
+
+
+class BulkEditForm(forms.Form):
+    """The values a bulk edit sets (tickets/bulk.py). Every input starts at "keep as is";
+    only those the user sets become part of the batch. Custom fields are sent ticket by
+    ticket: a yes/no one is a select, so that "keep" is possible."""
+
+    def __init__(self, data=None, *, choices: Choices, reason_required: bool = False):
+        super().__init__(data)
+        self.choices = choices
+        specs = schema.field_map()
+        for name in BULK_ID_INPUTS:
+            self.fields[name] = forms.ChoiceField(
+                label=specs[name].label,
+                choices=[KEEP, *choices.for_field(name)],
+                required=False,
+            )
+        self.fields["isPrivate"] = forms.TypedChoiceField(
+            label=specs["isPrivate"].label,
+            choices=[KEEP, ("true", "Yes: private"), ("false", "No: public")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+            required=False,
+        )
+        self.fields["dueDate"] = BoundedDateTimeField(
+            label=specs["dueDate"].label,
+            widget=_datetime_widget(),
+            required=False,
+            help_text="Thena does not return due dates, so a set due date is always sent.",
+        )
+        self.order_fields(["statusId", "priorityId", "typeId", "assignedAgentId", "isPrivate"])
+        self.definitions = {CF_PREFIX + d["uid"]: d for d in choices.custom_fields if d.get("uid")}
+        for name, definition in self.definitions.items():
+            field = _cf_form_field(definition)
+            if isinstance(field, forms.BooleanField):
+                field = forms.TypedChoiceField(
+                    label=field.label,
+                    choices=[KEEP, ("true", "Yes"), ("false", "No")],
+                    coerce=lambda value: value == "true",
+                    empty_value=None,
+                    required=False,
+                )
+            self.fields[name] = field
+        self.fields[REASON] = ReasonField(
+            label="Reason for the change",
+            max_length=REASON_MAX,
+            required=reason_required,
+            widget=forms.Textarea(attrs={"rows": 2}),
+            help_text="Kept in the audit log with every ticket's entry; not sent to Thena.",
+            error_messages={"required": REASON_REQUIRED},
+        )
+
+    @property
+    def field_names(self) -> list[str]:
+        return [name for name in self.fields if name != REASON and name not in self.definitions]
+
+    @property
+    def custom_field_names(self) -> list[str]:
+        return list(self.definitions)
+
+    def _is_set(self, name: str) -> bool:
+        value = self.cleaned_data.get(name)
+        return value not in (None, "", [])
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and not any(self._is_set(n) for n in self.fields if n != REASON):
+            raise forms.ValidationError("Choose at least one field to change.", code="empty")
+        return cleaned
+
+    def values(self) -> dict[str, Any]:
+        """The inputs set, as PATCH JSON (a custom field's `data` list, by cf__<uid>)."""
+        specs = schema.field_map()
+        values = {}
+        for name in self.fields:
+            if name == REASON or not self._is_set(name):
+                continue
+            value = self.cleaned_data[name]
+            if name in self.definitions:
+                values[name] = wire.cf_to_data(self.definitions[name], value)
+            else:
+                values[name] = wire.to_json(specs[name], value)
+        return values
+
+    def value_labels(self) -> dict[str, str]:
+        """The same, as the page showed them: the option's name, not its id."""
+        labels = {}
+        for name in self.values():
+            field = self.fields[name]
+            raw = self.data.getlist(self.add_prefix(name)) if hasattr(self.data, "getlist") else []
+            options = dict(getattr(field, "choices", []) or [])
+            shown = [str(options.get(v, v)) for v in raw] if options else raw
+            labels[name] = ", ".join(shown)[:500]
+        return labels
+
+    @property
+    def reason(self) -> str:
+        return self.cleaned_data.get(REASON, "")

@@ -63,11 +63,13 @@ def _release(key: str, token: str) -> None:
 
 
 @contextmanager
-def ticket_edit_lock(ticket_id: str):
-    """Hold the ticket's lock for the block; wait for it within the request's budget."""
+def ticket_edit_lock(ticket_id: str, *, wait: float | None = None):
+    """Hold the ticket's lock for the block; wait for it within the request's budget (or
+    at most `wait` seconds)."""
     key, token = _key(ticket_id), uuid.uuid4().hex
     remaining = budget_remaining()
-    wait = MAX_WAIT_SECONDS if remaining is None else min(remaining - 1.0, MAX_WAIT_SECONDS)
+    if wait is None:
+        wait = MAX_WAIT_SECONDS if remaining is None else min(remaining - 1.0, MAX_WAIT_SECONDS)
     deadline = time.monotonic() + wait
     while not _try_acquire(key, token):
         if time.monotonic() >= deadline:

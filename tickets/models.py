@@ -5,6 +5,8 @@ lock, link each row to its predecessor and commit. Nothing here writes audit row
 its own: no `save()` overrides that add behaviour, no signals.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, Subquery
@@ -171,6 +173,8 @@ class AuditEntry(InsertOnlyModel):
     # The team's name when the entry was written (team_id is what is hashed and scoped
     # by; a team renamed later keeps its old name here). NULL when it was not at hand.
     team_name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # The bulk edit (Batch id) this entry is part of; NULL for single edits.
+    batch_id = models.CharField(max_length=36, null=True, blank=True)  # noqa: DJ001
     # What people call the entry: 1, 2, 3, ... over entries alone (ids count outcomes
     # too). Derived from the chain order like AuditField, so not hashed: verify_audit_log
     # checks that the numbers are exactly 1..N in id order.
@@ -204,6 +208,7 @@ class AuditEntry(InsertOnlyModel):
         "reason",
         "revert_of",
         "team_name",
+        "batch_id",
     )
 
     class Meta:
@@ -237,6 +242,11 @@ class AuditEntry(InsertOnlyModel):
                 fields=["created_at", "id"],
                 condition=Q(reason__isnull=False),
                 name="audit_entry_reasons",
+            ),
+            models.Index(
+                fields=["batch_id", "created_at", "id"],
+                condition=Q(batch_id__isnull=False),
+                name="audit_entry_batch",
             ),
         ]
 
@@ -364,7 +374,10 @@ class Ticket(models.Model):  # noqa: DJ008 - never instantiated
     class Meta:
         managed = False
         default_permissions = ()
-        permissions = [("edit_ticket", "Can edit Thena tickets")]
+        permissions = [
+            ("edit_ticket", "Can edit Thena tickets"),
+            ("bulk_edit", "Can edit Thena tickets in bulk"),
+        ]
 
 
 class TicketEditLock(models.Model):
@@ -392,3 +405,105 @@ class TeamScope(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {', '.join(map(str, self.team_ids)) or 'no teams'}"
+
+
+class Batch(models.Model):
+    """A bulk edit: the values to set on a list of tickets (its items), previewed by its
+    author, then run in the background (tickets/bulk.py) by whichever worker claims it.
+
+    Not part of the audit log (its rows change as the batch runs): every edit it makes is
+    an audit entry carrying its id. `runner` and `heartbeat_at` are the claim of the
+    worker running it; a claim not renewed within BULK_LEASE_SECONDS belongs to a dead
+    worker, and the next run takes the batch over.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Preview"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    team_id = models.CharField(max_length=64)
+    team_name = models.CharField(max_length=200, blank=True)
+    # {input name: PATCH JSON}, as TicketUpdateForm.edits() gives them (cf__<uid> for a
+    # custom field), and the same inputs as people read them.
+    values = models.JSONField(default=dict)
+    value_labels = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+    # Tickets of the selection left out at preview: {"out_of_scope": n, "other_team": n}.
+    excluded = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    # The request that confirmed it, for the audit entries' request id, IP and agent.
+    request_id = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    runner = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="batch_state")]
+
+    def __str__(self) -> str:
+        return f"bulk edit {self.id} ({self.state})"
+
+
+class BatchItem(models.Model):
+    """One ticket of a batch: what the preview showed, then how its edit ended.
+
+    `state` is the batch's own bookkeeping: queued, then "sending" from the moment its
+    audit intent is committed (the PATCH may leave at any time after), then done. An item
+    found "sending" by the next runner is never sent again: its outcome is unknown until
+    the audit log settles it (reconcile_audit), and pages read the entry's current
+    outcome for that.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        DONE = "done"
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", "Done"
+        NO_CHANGE = "no_change", "No change"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+        CANCELLED = "cancelled", "Not sent (cancelled)"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    ticket_id = models.CharField(max_length=64)
+    ticket_identifier = models.CharField(max_length=64, blank=True)
+    ticket_title = models.TextField(blank=True)
+    # The batch's inputs on the ticket as the preview showed them ({name: PATCH JSON}):
+    # a ticket changed since in one of them, to another value, is a conflict.
+    before = models.JSONField(default=dict)
+    before_labels = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    message = models.TextField(blank=True)
+    entry = models.ForeignKey(
+        AuditEntry, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "ticket_id"], name="batch_item_ticket")
+        ]
+        indexes = [
+            models.Index(fields=["batch", "state", "position"], name="batch_item_state"),
+            models.Index(fields=["batch", "position"], name="batch_item_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticket_identifier or self.ticket_id}: {self.outcome or self.state}"

@@ -61,6 +61,7 @@ class TicketPage:
     page: int  # 1-based, as shown to people
     has_next: bool
     error: str = ""
+    found: int | None = None  # matches in all, when Thena says (search does, the list not)
 
     def _query(self, page: int) -> str:
         params = {"team": self.team_id, "q": self.query, "page": page}
@@ -192,14 +193,16 @@ def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> T
                 query, team_id=team_id or None, page=page, per_page=PAGE_SIZE
             )
             items, has_next = result.items, page * PAGE_SIZE < result.found
+            found = result.found
         else:
+            found = None
             items = client.list_tickets(team_id=team_id or None, page=page - 1, limit=PAGE_SIZE)
             # The API gives no total (thena-api.md §4.2): a full page means there may be more.
             has_next = len(items) == PAGE_SIZE
     except ThenaError as error:
         return TicketPage([], [], team_id, query, page, False, error.user_message)
     rows = [_row(t) for t in items if isinstance(t, dict)]
-    return TicketPage(rows, teams, team_id, query, page, has_next)
+    return TicketPage(rows, teams, team_id, query, page, has_next, found=found)
 
 
 # Thena's health is probed at most once per HEALTH_EVERY seconds for the whole deployment

@@ -10,6 +10,11 @@ Settling the audit log (tickets.audit.reconcile):
   queues nothing while a sweep is queued). It catches entries whose task was never
   queued: a failed enqueue, a process that died between the intent and the outcome.
 
+Bulk edits (tickets/bulk.py): confirming a batch queues `bulk_run`. Each run also queues
+one to look again after BULK_LEASE_SECONDS, which takes the batch over if its worker died
+(or looks again later while it lives); the sweep and `schedule_reconcile` resume any batch
+left without a live worker.
+
 Reconciliation is idempotent: a task run twice, several workers, and the cron command
 `reconcile_audit` at the same time settle each entry once.
 """
@@ -40,11 +45,21 @@ def reconcile_entry(entry_id: int) -> dict[str, int]:
 
 
 @task
+def bulk_run(batch_id: str) -> str:
+    from . import bulk
+
+    return bulk.batch_run(batch_id)
+
+
+@task
 def reconcile_sweep() -> dict[str, int]:
     """Settle every pending or unknown entry older than the in-flight window. The next run
     is queued first, so a run that fails (a bug, a database error) does not end the
     chain, and one whose worker is killed has its successor queued already."""
     schedule_sweep(delay=timedelta(minutes=settings.AUDIT_RECONCILE_MINUTES))
+    from . import bulk
+
+    bulk.resume_stalled()
     if not _reads_the_edited_thena():
         return {}
     return reconcile.audit_reconcile(min_age_seconds=reconcile.IN_FLIGHT_SECONDS)

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import views
+from . import views, views_bulk
 
 
 class TicketIdConverter:
@@ -25,6 +25,10 @@ urlpatterns = [
     # /tickets/
     path("", views.ticket_list, name="list"),
     path("accounts/", views.account_options, name="account-options"),
+    # /tickets/bulk/
+    path("bulk/", views_bulk.bulk_edit, name="bulk"),
+    path("bulk/<uuid:batch_id>/", views_bulk.bulk_batch, name="bulk-batch"),
+    path("bulk/<uuid:batch_id>.csv", views_bulk.bulk_batch_csv, name="bulk-batch-csv"),
     # /tickets/<ticket_id>/
     path("<ticket_id:ticket_id>/", views.ticket_detail, name="detail"),
     path("<ticket_id:ticket_id>/validate/", views.ticket_validate, name="validate"),

@@ -458,9 +458,31 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         params = filters.as_params()
         span = audit.chart_span(filters)
         days = audit.audit_daily_counts(filters=filters, team_ids=scope)
+        rows = _rows(page.entries)
+        # Each bulk edit on the page, linked once: its entries here, and its own page
+        # when the bulk edit views are installed.
+        batch_ids = {entry.batch_id for entry in page.entries if entry.batch_id}
+        batch_links = {}
+        for batch_id in batch_ids | ({filters.batch} if filters.batch else set()):
+            try:
+                batch_page = reverse("tickets:bulk-batch", kwargs={"batch_id": batch_id})
+            except NoReverseMatch:
+                batch_page = ""
+            batch_links[batch_id] = {
+                "id": batch_id,
+                "short": batch_id[:8],
+                "list_url": f"{request.path}?{urlencode({'batch': batch_id})}",
+                "page_url": batch_page,
+            }
         context |= {
             "page": page,
-            "rows": _rows(page.entries),
+            "rows": rows,
+            "marked_rows": [
+                (row, batch_links.get(entry.batch_id))
+                for row, entry in zip(rows, page.entries, strict=True)
+            ],
+            "batch": audit.queries.batch_summary(filters=filters, team_ids=scope),
+            "batch_link": batch_links.get(filters.batch),
             "cursor": cursor,
             "bad_cursor": bool(token) and cursor is None,
             "query": urlencode(params),
@@ -468,6 +490,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "chart": _chart(days, span, filters),
             "actor_names": filters.names(),
         }
+    if request.GET.get("batch"):
+        # Only the bulk edit filter dropped: also the way out of a bad id (its input is hidden).
+        kept = {k: v for k, v in request.GET.items() if v and k not in ("batch", "cursor")}
+        context["batch_clear_url"] = f"{request.path}?{urlencode(kept)}" if kept else request.path
     if not partial:
         context["suggestions"] = audit.actor_suggestions(team_ids=scope)
     response = render(request, AUDIT_LIST + ("#audit-results" if partial else ""), context)

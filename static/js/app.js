@@ -78,3 +78,25 @@
     if (String(edits.get(target) || 0) !== target.dataset.checked) event.detail.shouldSwap = false;
   });
 })();
+
+// Bulk selection: the header box ticks every ticket of the page. It is hidden until this
+// script runs, so without JS there is no box that does nothing.
+(function () {
+  function boxes(name) {
+    return document.querySelectorAll('input[type="checkbox"][name="' + name + '"]');
+  }
+  function show() {
+    document.querySelectorAll("[data-select-all]").forEach(function (all) {
+      all.hidden = false;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", show);
+  document.addEventListener("htmx:afterSettle", show);
+  document.addEventListener("change", function (event) {
+    var all = event.target;
+    if (!all.matches || !all.matches("[data-select-all]")) return;
+    boxes(all.getAttribute("data-select-all")).forEach(function (box) {
+      box.checked = all.checked;
+    });
+  });
+})();

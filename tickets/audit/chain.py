@@ -63,7 +63,9 @@ from ..models import (
 
 GENESIS_HASH = "0" * 64
 # Columns added later count only when set, so older rows still verify.
-OPTIONAL_CHAIN_FIELDS = frozenset({"base_updated_at", "key_id", "reason", "revert_of", "team_name"})
+OPTIONAL_CHAIN_FIELDS = frozenset(
+    {"base_updated_at", "key_id", "reason", "revert_of", "team_name", "batch_id"}
+)
 # The entry that starts the keyed chain after legacy rows (Action.CHAIN_ANCHOR, written by
 # _prepare_append, never by callers) names the legacy part in its request_body:
 # {"legacy_rows": n, "legacy_head": hash}.
@@ -180,7 +182,21 @@ class VerifyResult:
     checkpoints: int = 0  # checkpoints whose head was found intact in the chain
 
 
-def record_attempt(
+def record_attempt(**fields: Any) -> AuditEntry:
+    """Append and commit one entry (the arguments of `entry_row`). Any JSON is accepted:
+    text the databases cannot store (NUL, lone surrogates) is replaced by U+FFFD and
+    over-long text is cut to its column, before the row is hashed (see _sanitise)."""
+    entry = entry_row(**fields)
+    with transaction.atomic():
+        _lock_chain()
+        _append(entry)
+        _write_fields(entry)
+    if entry.outcome != Outcome.PENDING:
+        observability.audit_outcome(entry=entry, outcome=entry.outcome)
+    return entry
+
+
+def entry_row(
     *,
     action: str,
     actor: AbstractBaseUser | None,
@@ -193,15 +209,14 @@ def record_attempt(
     base_updated_at: str | None = None,
     reason: str = "",
     revert_of: int | None = None,
+    batch_id: str | None = None,
 ) -> AuditEntry:
-    """Append and commit one entry. `ticket` has Thena's keys (id, ticketIdentifier,
-    title, teamId, and teamName when known), or is None for actions on no ticket. Any
-    JSON is accepted: text the databases cannot store (NUL, lone surrogates) is replaced
-    by U+FFFD and over-long text is cut to its column, before the row is hashed (see
-    _sanitise)."""
+    """An entry, unsaved, for record_attempt or append_many. `ticket` has Thena's keys
+    (id, ticketIdentifier, title, teamId, and teamName when known), or is None for
+    actions on no ticket."""
     _check_entry(action, outcome)
     ticket = ticket or {}
-    entry = AuditEntry(
+    return AuditEntry(
         action=action,
         actor_id=actor.pk if actor else None,
         actor_username=actor.get_username() if actor else "",
@@ -221,14 +236,8 @@ def record_attempt(
         base_updated_at=base_updated_at or None,
         reason=reason.strip() or None,
         revert_of=revert_of,
+        batch_id=str(batch_id) if batch_id else None,
     )
-    with transaction.atomic():
-        _lock_chain()
-        _append(entry)
-        _write_fields(entry)
-    if outcome != Outcome.PENDING:
-        observability.audit_outcome(entry=entry, outcome=outcome)
-    return entry
 
 
 class AlreadySettled(ValueError):
@@ -661,7 +670,9 @@ def append_many(rows: Iterable[AuditEntry | AuditOutcome]) -> None:
         keys = keyring()
         last_id, last_hash = _prepare_append(keys)
         number = _next_number()
-        states: dict[int, list] = {}  # [outcome written, current outcome, created_at] by id
+        # [outcome written, current outcome, created_at] by entry id; read in one query for
+        # the entries a list's outcomes settle.
+        states = _entry_states(rows) if isinstance(rows, list | tuple) else {}
         now = timezone.now()
         entries, outcomes, fields = [], [], []
         for row in rows:
@@ -698,6 +709,16 @@ def append_many(rows: Iterable[AuditEntry | AuditOutcome]) -> None:
         AuditEntry.objects.bulk_create(entries)
         AuditOutcome.objects.bulk_create(outcomes)
         AuditField.objects.bulk_create(fields)
+
+
+def _entry_states(rows: Sequence[AuditEntry | AuditOutcome]) -> dict[int, list]:
+    ids = {row.entry_id for row in rows if isinstance(row, AuditOutcome) and row.entry_id}
+    found = (
+        AuditEntry.objects.filter(pk__in=ids)
+        .with_current_outcome()
+        .values_list("pk", "outcome", "current_outcome", "created_at")
+    )
+    return {pk: [outcome, current, created] for pk, outcome, current, created in found}
 
 
 def _entry_state(entry_id: int | None) -> list | None:

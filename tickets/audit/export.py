@@ -55,6 +55,7 @@ EXPORT_COLUMNS = (
     "duration_ms",
     "hash",
     "chain_id",  # the row's position in the hash chain (verify_audit_log names rows by it)
+    "batch_id",  # the bulk edit the entry is part of; empty for a single edit
 )
 
 
@@ -182,6 +183,7 @@ def _export_row(
         outcome.duration_ms if outcome and outcome.duration_ms is not None else "",
         entry.hash,
         entry.id,
+        entry.batch_id or "",
     ]
     return [_cell(value) for value in row]
 

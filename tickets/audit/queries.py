@@ -61,6 +61,7 @@ class AuditFilter:
     until: date | None = None  # inclusive, in the user's time zone
     revert: str = ""  # REVERTS or REVERTED
     reason: str = ""  # part of the entry's reason, any case
+    batch: str = ""  # a bulk edit: its Batch id, as AuditEntry.batch_id holds it (str(UUID))
     # The usernames `actor` matched, when already resolved (AuditFilterForm does it);
     # None: resolve when queried. Not a filter of its own, so not compared.
     actor_names: tuple[str, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -76,6 +77,7 @@ class AuditFilter:
             "until": self.until.isoformat() if self.until else "",
             "revert": self.revert,
             "reason": self.reason,
+            "batch": self.batch,
         }
         return {name: value for name, value in values.items() if value}
 
@@ -128,6 +130,14 @@ class AuditFilterForm(forms.Form):
         choices=[("", "Any entry"), (REVERTS, "Reverts only"), (REVERTED, "Reverted entries")],
     )
     reason = forms.CharField(required=False, max_length=200, label="Reason contains")
+    # Hidden: set by the "Bulk edit" links, kept by every other filter, and cleared by the
+    # page's own link. Any spelling of a UUID is read; the filter uses the canonical one.
+    batch = forms.UUIDField(
+        required=False,
+        label="Bulk edit",
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "That is not the id of a bulk edit."},
+    )
 
     ACTOR_LIST_ID = "actor-suggestions"  # the <datalist> the page renders
 
@@ -170,6 +180,7 @@ class AuditFilterForm(forms.Form):
             until=data["until"],
             revert=data["revert"],
             reason=data["reason"],
+            batch=str(data["batch"]) if data["batch"] else "",
             actor_names=self.actor_names if data["actor"] else None,
         )
 
@@ -262,11 +273,15 @@ def _streams(filters: AuditFilter, team_ids, *, ordered: bool = True) -> list[St
     few are pending unless a date range bounds it. A ticket is two streams, its id and
     its identifier, and an actor filter that matches several people is one stream per
     username, because an OR (or IN) of them has no index order (`ordered=False`, for
-    counting, keeps the OR).
+    counting, keeps the OR). A bulk edit drives before all of these: its partial index
+    holds at most a few thousand entries of one batch, so every other filter, an OR of
+    names or ticket ids included, is a probe over that range.
     """
     names = filters.names()
     if filters.actor and not names:
         return []
+    if filters.batch:
+        return [(_entry_rows(filters, team_ids), "created_at", "id")]
     if filters.ticket and ordered:
         rest = _entry_rows(replace(filters, ticket=""), team_ids)
         return [
@@ -334,6 +349,8 @@ def _entry_q(filters: AuditFilter, team_ids, *, to_entry: str = "") -> Q:
         # IS NOT NULL as well: it is what lets the partial index of reasons drive.
         q &= Q(**{f"{to_entry}reason__isnull": False})
         q &= Q(_ContainsAnyCase(F(f"{to_entry}reason"), filters.reason))
+    if filters.batch:
+        q &= Q(**{f"{to_entry}batch_id": filters.batch})
     return q
 
 
@@ -426,6 +443,32 @@ def _before(rows: QuerySet, cursor: Cursor | None, created="created_at", row_id=
 def _midnight(day: date) -> datetime:
     """The start of `day` in the user's time zone (tickets.middleware activates it)."""
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    batch_id: str
+    total: int  # the batch's entries the user may read
+    matching: int | None  # of those, the ones the other filters keep; None: no other filter
+
+    @property
+    def short(self) -> str:
+        return self.batch_id[:8]  # the first group of the UUID, as people quote it
+
+
+def batch_summary(
+    *, filters: AuditFilter, team_ids: frozenset[str] | None = None
+) -> BatchSummary | None:
+    """The bulk edit the filters name, counted; None when they name none. Plain COUNTs
+    over its partial index: a batch has at most a few thousand entries."""
+    if not filters.batch:
+        return None
+    total = AuditEntry.objects.filter(visible_to(team_ids), batch_id=filters.batch).count()
+    matching = None
+    if set(filters.as_params()) - {"batch"}:
+        streams = _streams(filters, team_ids, ordered=False)
+        matching = streams[0][0].count() if streams else 0
+    return BatchSummary(filters.batch, total, matching)
 
 
 def _in_form_order(names) -> list[str]:

@@ -1,0 +1,957 @@
+"""Bulk edits (issue 13): the same values set on many tickets of one team, previewed, then
+run in the background by the task worker with the integrity of a single edit per ticket.
+
+1. batch_preview_create: the selection (ticked tickets, or every ticket matching the
+   list's filter) is read within the user's teams and kept as a draft Batch; each item
+   holds what the preview showed of the ticket (its `before`).
+2. batch_confirm queues tasks.bulk_run; batch_cancel stops it before the next chunk.
+3. batch_run, one chunk of tickets at a time: take their edit locks, re-read them, decide
+   per ticket (no change; a conflict with a change made since the preview; moved out of
+   the team or the user's scope), commit the audit intents, send (PATCH /v1/tickets/bulk
+   once per distinct body of the fields it supports, single PATCHes for the rest), and
+   record each outcome by evidence, as services.ticket_update does for one ticket.
+
+Crash safety. A run holds a claim on its batch (`runner`, renewed with `heartbeat_at`);
+a task is always queued to look again after BULK_LEASE_SECONDS, and takes over a batch
+whose claim was not renewed (its worker died). An item turns "sending" in the transaction
+that commits its audit intent; the next run never sends such an item again: its entry
+stays pending until reconciliation reads the ticket back. So no ticket is patched twice,
+and every ticket ends with an outcome.
+"""
+
+import csv
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from . import audit, locks
+from .audit.chain import AlreadySettled, append_many, entry_row, record_outcome
+from .audit.export import _cell as csv_cell
+from .forms import CF_PREFIX, Choices, input_label
+from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
+from .services import (
+    GATEWAY_ERRORS,
+    Labeller,
+    _changes,
+    _in_scope,
+    _input_values,
+    _queue_reconcile,
+    _split,
+    _ticket_ref,
+    patch_body,
+    team_choices_load,
+    team_list,
+    team_scope_get,
+)
+from .thena import wire
+from .thena.client import concurrently, get_client
+from .thena.errors import ThenaError, ThenaNotFound, ThenaRateLimited
+
+logger = logging.getLogger(__name__)
+
+# What PATCH /v1/tickets/bulk can set (thena-api.md §10); any other input goes ticket by
+# ticket.
+BULK_FIELDS = frozenset({"statusId", "typeId", "priorityId", "assignedAgentId", "isPrivate"})
+# The inputs the bulk form offers, in its order; custom fields (cf__<uid>) follow.
+BULK_INPUTS = (
+    "statusId",
+    "priorityId",
+    "typeId",
+    "assignedAgentId",
+    "isPrivate",
+    "subTeamId",
+    "formId",
+    "dueDate",
+)
+LIST_PAGE = 100  # tickets per list or search call when selecting everything matching
+LOCK_WAIT = 2.0  # seconds for one ticket's edit lock; a busy ticket is tried again later
+MAX_ATTEMPTS = 5  # of a ticket deferred (busy, rate-limited, unreadable) before it fails
+ACTIVE = (Batch.State.QUEUED, Batch.State.RUNNING)
+
+# What each item outcome is called on the page and in the CSV.
+OUTCOME_WORDS = dict(BatchItem.Outcome.choices)
+
+
+class BulkRefused(Exception):
+    """The bulk edit cannot go ahead as asked; the message says why, for people."""
+
+
+def _check_may_bulk(user) -> None:
+    if not (user.has_perm("tickets.bulk_edit") and user.has_perm("tickets.edit_ticket")):
+        raise PermissionDenied("You may not edit tickets in bulk.")
+
+
+# -- selection and preview ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user picked on the ticket list: ticked ids, or every ticket matching the
+    list's filter (`everything`), always within one team (statuses, priorities, types and
+    assignees are each team's own)."""
+
+    team_id: str
+    query: str = ""
+    ticket_ids: tuple[str, ...] = ()
+    everything: bool = False
+
+    @property
+    def size_text(self) -> str:
+        if self.everything:
+            return (
+                f"every ticket matching \u201c{self.query}\u201d" if self.query else "every ticket"
+            )
+        count = len(self.ticket_ids)
+        return f"{count} ticket{'s' if count != 1 else ''}"
+
+
+def bulk_team_load(*, user, team_id: str) -> tuple[dict, Choices]:
+    """The team a bulk edit sets values in, and its choices; BulkRefused when the user may
+    not pick it."""
+    _check_may_bulk(user)
+    team = next((t for t in team_list() if t.get("id") == team_id), None)
+    if team is None or not _in_scope(user, team_id):
+        raise BulkRefused("Choose one of your teams on the ticket list first.")
+    return team, team_choices_load(team_id)
+
+
+def batch_preview_create(
+    *,
+    user,
+    selection: Selection,
+    values: dict,
+    value_labels: dict,
+    reason: str,
+    meta: audit.RequestMeta,
+) -> Batch:
+    """Read the selected tickets and keep them, with what they hold now of each input
+    the batch sets, as a draft batch for the user to confirm. Nothing is sent."""
+    team, _ = bulk_team_load(user=user, team_id=selection.team_id)
+    if not values:
+        raise BulkRefused("Choose at least one field to change.")
+    rows, excluded = _selected(user, selection)
+    if not rows:
+        raise BulkRefused("None of the selected tickets can be edited here.")
+    choices = team_choices_load(team["id"])
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            created_by=user,
+            team_id=team["id"],
+            team_name=str(team.get("name") or ""),
+            values=values,
+            value_labels=value_labels,
+            reason=reason,
+            excluded=excluded,
+            request_id=meta.request_id,
+            client_ip=meta.client_ip,
+            user_agent=meta.user_agent,
+        )
+        BatchItem.objects.bulk_create(
+            BatchItem(
+                batch=batch,
+                position=position,
+                ticket_id=str(row["id"]),
+                ticket_identifier=str(row.get("ticketIdentifier") or "")[:64],
+                ticket_title=str(row.get("title") or ""),
+                before=_readable_inputs(row, values),
+                before_labels=_shown_inputs(row, values, choices),
+            )
+            for position, row in enumerate(rows)
+        )
+    return batch
+
+
+def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
+    """The selected tickets of the batch's team, read from Thena, and how many of the
+    selection were left out (and why)."""
+    limit = settings.BULK_MAX_TICKETS
+    client = get_client()
+    excluded = {"out_of_scope": 0, "other_team": 0, "not_found": 0}
+    if selection.everything:
+        rows = _matching(client, selection, limit)
+    else:
+        ids = list(dict.fromkeys(i for i in selection.ticket_ids if i))
+        if len(ids) > limit:
+            raise BulkRefused(f"At most {limit} tickets can be edited at once.")
+        got = concurrently({i: (lambda i=i: client.get_ticket(i)) for i in ids})
+        rows = []
+        for ticket in got.values():
+            if isinstance(ticket, ThenaNotFound):
+                excluded["not_found"] += 1
+            elif isinstance(ticket, ThenaError):
+                raise BulkRefused(f"The tickets could not be read: {ticket.user_message}")
+            else:
+                rows.append(ticket)
+    scope = team_scope_get(user)
+    kept, seen = [], set()
+    for row in rows:
+        ticket_id = row.get("id")
+        if not isinstance(ticket_id, str) or not ticket_id or ticket_id in seen:
+            continue
+        seen.add(ticket_id)
+        team_id = row.get("teamId")
+        if scope is not None and team_id not in scope:
+            excluded["out_of_scope"] += 1
+        elif team_id != selection.team_id:
+            excluded["other_team"] += 1
+        else:
+            kept.append(row)
+    return kept, {reason: n for reason, n in excluded.items() if n}
+
+
+def _matching(client, selection: Selection, limit: int) -> list[dict]:
+    """Every ticket the list's filter matches (list or search pages), or BulkRefused when
+    there are more than `limit`."""
+    rows: list[dict] = []
+    page = 0
+    while True:
+        if selection.query:
+            result = client.search_tickets(
+                selection.query, team_id=selection.team_id, page=page + 1, per_page=LIST_PAGE
+            )
+            items, more = result.items, (page + 1) * LIST_PAGE < result.found
+        else:
+            items = client.list_tickets(team_id=selection.team_id, page=page, limit=LIST_PAGE)
+            more = len(items) == LIST_PAGE
+        rows += [item for item in items if isinstance(item, dict)]
+        if len(rows) > limit:
+            raise BulkRefused(
+                f"More than {limit} tickets match: narrow the filter, or edit them in parts."
+            )
+        if not more or not items:
+            return rows
+        page += 1
+
+
+def _readable_inputs(ticket: dict, values: dict) -> dict:
+    """The batch's inputs as `ticket` holds them (PATCH JSON; a custom field's data),
+    leaving out what cannot be read: write-only fields, and custom fields Thena sends in
+    a shape that cannot be written back."""
+    read = _input_values(ticket, wire.ticket_values(ticket))
+    hidden = wire.unreadable(ticket)
+    exact = wire.cf_exact(ticket)
+    return {
+        name: read(name)
+        for name in values
+        if name not in hidden and (exact or not name.startswith(CF_PREFIX))
+    }
+
+
+def _shown_inputs(ticket: dict, values: dict, choices: Choices) -> dict:
+    """The same, as people read it: names for ids, Yes/No, a custom field's values."""
+    labels = Labeller(choices, (ticket,))
+    shown = {}
+    for name, value in _readable_inputs(ticket, values).items():
+        shown[name] = value_text(name, value, labels)
+    return shown
+
+
+def value_text(name: str, value, labels: Labeller | None = None) -> str:
+    if name.startswith(CF_PREFIX):
+        items = value if isinstance(value, list) else []
+        value = ", ".join(str(v) for v in wire.cf_values({"data": items}))
+    elif labels is not None and (label := labels.label(name, value)):
+        return label
+    if value in (None, "", [], {}):
+        return "—"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if name == "dueDate" and isinstance(value, str) and (moment := wire.aware(value)):
+        return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    item: BatchItem
+    changes: list[tuple[str, str, str]]  # (input, now, new) for each input it changes
+    no_change: bool
+
+
+def batch_preview(batch: Batch, choices: Choices) -> list[PreviewRow]:
+    """Each ticket with current -> new per input; "no change" when it holds every value
+    already (a write-only input cannot be compared, so it is always sent)."""
+    rows = []
+    labels = Labeller(choices)
+    for item in batch.items.order_by("position"):
+        changes = []
+        for name, value in batch.values.items():
+            label = input_label(choices.custom_fields, name)
+            new = batch.value_labels.get(name) or value_text(name, value, labels)
+            if name not in item.before:
+                changes.append((label, "not readable", new))
+            elif not wire.equal(item.before[name], value):
+                changes.append((label, item.before_labels.get(name, "—"), new))
+        rows.append(PreviewRow(item, changes, no_change=not changes))
+    return rows
+
+
+# -- confirm, cancel, read --------------------------------------------------------------------
+
+
+def batch_get(*, user, batch_id) -> Batch:
+    """The batch, for its author or another bulk editor of its team; Batch.DoesNotExist
+    otherwise (the page is a 404 rather than a hint that the batch exists)."""
+    batch = Batch.objects.select_related("created_by").get(pk=batch_id)
+    mine = batch.created_by_id == user.pk
+    if not mine and not (user.has_perm("tickets.bulk_edit") and _in_scope(user, batch.team_id)):
+        raise Batch.DoesNotExist
+    if batch.state == Batch.State.DRAFT and not mine:
+        raise Batch.DoesNotExist  # someone's unconfirmed preview is theirs alone
+    return batch
+
+
+def batch_confirm(*, user, batch: Batch) -> None:
+    """Queue the previewed batch to run (once: a second confirm changes nothing)."""
+    _check_may_bulk(user)
+    if batch.created_by_id != user.pk:
+        raise PermissionDenied("Only its author can confirm a bulk edit.")
+    confirmed = Batch.objects.filter(pk=batch.pk, state=Batch.State.DRAFT).update(
+        state=Batch.State.QUEUED, confirmed_at=timezone.now()
+    )
+    if confirmed:
+        from .tasks import bulk_run
+
+        bulk_run.enqueue(str(batch.pk))
+
+
+def batch_discard(*, user, batch: Batch) -> None:
+    """Forget a preview that was not confirmed."""
+    if batch.created_by_id != user.pk:
+        raise PermissionDenied("Only its author can discard a bulk edit.")
+    Batch.objects.filter(pk=batch.pk, state=Batch.State.DRAFT).delete()
+
+
+def batch_cancel(*, user, batch: Batch) -> None:
+    """Stop the batch before its next chunk; what was sent stays recorded. A batch no
+    worker has started yet ends at once."""
+    _check_may_bulk(user)
+    with transaction.atomic():
+        locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        if locked.state not in ACTIVE:
+            return
+        locked.cancel_requested_at = locked.cancel_requested_at or timezone.now()
+        locked.save(update_fields=["cancel_requested_at"])
+        if locked.state == Batch.State.QUEUED:
+            _finish(locked, Batch.State.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: dict[str, int]  # by item outcome, plus "queued" (not yet done)
+    total: int
+
+    @property
+    def done(self) -> int:
+        return self.total - self.counts.get("queued", 0)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 100
+
+
+def batch_progress(batch: Batch) -> Progress:
+    counts = {key: 0 for key in ("queued", *BatchItem.Outcome.values)}
+    rows = batch.items.values("state", "outcome").annotate(n=Count("id"))
+    for row in rows:
+        key = row["outcome"] if row["state"] == BatchItem.State.DONE else "queued"
+        counts[key] += row["n"]
+    for outcome, n in _settled_unknowns(batch).items():
+        counts[BatchItem.Outcome.UNKNOWN] -= n
+        counts[outcome] += n
+    return Progress(counts=counts, total=sum(counts.values()))
+
+
+def _settled_unknowns(batch: Batch) -> dict[str, int]:
+    """Items the batch left unknown that the audit log has settled since, by outcome."""
+    found: dict[str, int] = {}
+    for outcome in _entry_outcomes(batch).values():
+        if outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+            found[outcome] = found.get(outcome, 0) + 1
+    return found
+
+
+def _entry_outcomes(batch: Batch) -> dict[int, str]:
+    """The current outcome of the entries of items left unknown, by entry id."""
+    ids = batch.items.filter(outcome=BatchItem.Outcome.UNKNOWN, entry__isnull=False).values(
+        "entry_id"
+    )
+    rows = AuditEntry.objects.filter(pk__in=ids).with_current_outcome()
+    return dict(rows.values_list("id", "current_outcome"))
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    item: BatchItem
+    outcome: str
+    message: str
+    entry_number: int | None
+
+    @property
+    def outcome_text(self) -> str:
+        return OUTCOME_WORDS.get(self.outcome, self.outcome)
+
+    @property
+    def ticket_url(self) -> str:
+        """"" for an id no URL can carry."""
+        try:
+            return reverse("tickets:detail", args=[self.item.ticket_id])
+        except NoReverseMatch:
+            return ""
+
+
+def batch_results(batch: Batch, *, done_only: bool = False) -> Iterator[ResultRow]:
+    """Each item with its outcome, as the audit log has it now."""
+    settled = _entry_outcomes(batch)
+    numbers = dict(
+        AuditEntry.objects.filter(
+            pk__in=batch.items.filter(entry__isnull=False).values("entry_id")
+        ).values_list("id", "number")
+    )
+    items = batch.items.order_by("position")
+    if done_only:
+        items = items.filter(state=BatchItem.State.DONE)
+    for item in items.iterator(chunk_size=500):
+        outcome, message = item.outcome or "queued", item.message
+        now = settled.get(item.entry_id)
+        if item.outcome == BatchItem.Outcome.UNKNOWN and now in (
+            Outcome.SUCCEEDED,
+            Outcome.FAILED,
+        ):
+            outcome = now
+            message = f"{message} Settled since by the audit log: {now}.".strip()
+        yield ResultRow(item, outcome, message, numbers.get(item.entry_id))
+
+
+def batch_results_csv(batch: Batch) -> Iterator[str]:
+    """The results table as CSV lines (cells that a spreadsheet would run as a formula
+    are quoted as the audit export does)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = ["ticket_identifier", "ticket_id", "title", "outcome", "message", "audit_entry"]
+    writer.writerow(columns)
+    for row in batch_results(batch):
+        writer.writerow(
+            csv_cell(value)
+            for value in (
+                row.item.ticket_identifier,
+                row.item.ticket_id,
+                row.item.ticket_title,
+                row.outcome,
+                row.message,
+                row.entry_number or "",
+            )
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.getvalue():
+        yield buffer.getvalue()
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.BULK_LEASE_SECONDS)
+
+
+def batch_run(batch_id) -> str:
+    """Run the batch (the task): claim it, then one chunk at a time until it is done or
+    cancelled. Returns what happened, for the task's result."""
+    from .tasks import bulk_run
+
+    token = uuid.uuid4().hex
+    claimed = _claim(batch_id, token)
+    if claimed in ("finished", "missing"):
+        return claimed
+    # Look again after the lease: this run's watch if it dies, or the live runner's.
+    bulk_run.using(run_after=datetime.now(UTC) + _lease()).enqueue(str(batch_id))
+    if claimed == "busy":
+        return "busy"
+    batch = Batch.objects.select_related("created_by").get(pk=batch_id)
+    runner = _Runner(batch, token)
+    try:
+        return runner.run()
+    except _LostClaim:
+        logger.warning("Bulk edit %s: another worker took the batch over", batch_id)
+        return "taken over"
+
+
+def _claim(batch_id, token: str) -> str:
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None:
+            return "missing"
+        if batch.state not in ACTIVE:
+            return "finished"
+        now = timezone.now()
+        alive = batch.heartbeat_at is not None and batch.heartbeat_at > now - _lease()
+        if batch.state == Batch.State.RUNNING and batch.runner and alive:
+            return "busy"
+        batch.state, batch.runner, batch.heartbeat_at = Batch.State.RUNNING, token, now
+        batch.save(update_fields=["state", "runner", "heartbeat_at"])
+        return "claimed"
+
+
+def _finish(batch: Batch, state: str) -> None:
+    """End the batch (in the caller's transaction): items never sent are cancelled."""
+    batch.items.filter(state=BatchItem.State.QUEUED).update(
+        state=BatchItem.State.DONE,
+        outcome=BatchItem.Outcome.CANCELLED,
+        message="Not sent: the bulk edit was cancelled.",
+    )
+    Batch.objects.filter(pk=batch.pk).update(
+        state=state, finished_at=timezone.now(), runner="", heartbeat_at=None
+    )
+
+
+class _LostClaim(Exception):
+    """Another run took the batch over (this one was thought dead): stop at once."""
+
+
+@dataclass
+class _Plan:
+    """One ticket of a chunk, after its re-read: what to send, or how it ended."""
+
+    item: BatchItem
+    fresh: dict | None = None
+    body: dict = field(default_factory=dict)
+    custom: dict = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
+    bulk: bool = False
+    # Set when the ticket needs nothing sent (no change, skipped) or is done.
+    outcome: str = ""
+    message: str = ""
+    entry: AuditEntry | None = None
+    defer: bool = False  # try again later (busy, rate-limited, unreadable)
+    free: bool = False  # a deferral that does not count as a try (Thena's rate limit)
+    status: int | None = None  # Thena's answer, for the outcome row
+    updated_at: str = ""  # the ticket's updatedAt as the evidence showed it
+
+
+class _Runner:
+    def __init__(self, batch: Batch, token: str) -> None:
+        self.batch = batch
+        self.token = token
+        self.user = batch.created_by
+        self.client = get_client()
+        self.meta = audit.RequestMeta(
+            request_id=batch.request_id or uuid.uuid4().hex,
+            client_ip=batch.client_ip,
+            user_agent=batch.user_agent,
+        )
+        self.labels = Labeller(team_choices_load(batch.team_id))
+        self.bulk_endpoint = True
+
+    def run(self) -> str:
+        self._settle_interrupted()
+        while True:
+            self._beat()
+            if self._cancelled():
+                with transaction.atomic():
+                    _finish(self.batch, Batch.State.CANCELLED)
+                return "cancelled"
+            refusal = self._refusal()
+            items = list(
+                self.batch.items.filter(state=BatchItem.State.QUEUED).order_by(
+                    "attempts", "position"
+                )[: settings.BULK_CHUNK_SIZE]
+            )
+            if not items:
+                with transaction.atomic():
+                    _finish(self.batch, Batch.State.DONE)
+                return "done"
+            if refusal:
+                self._end_items(items, BatchItem.Outcome.SKIPPED, refusal)
+                continue
+            self._wait_out_rate_limit()
+            self._chunk(items)
+
+    # The claim
+
+    def _beat(self) -> None:
+        renewed = Batch.objects.filter(pk=self.batch.pk, runner=self.token).update(
+            heartbeat_at=timezone.now()
+        )
+        if not renewed:
+            raise _LostClaim()
+
+    def _cancelled(self) -> bool:
+        return Batch.objects.filter(pk=self.batch.pk, cancel_requested_at__isnull=False).exists()
+
+    def _refusal(self) -> str:
+        """Why no more tickets may be sent for the author, or ""."""
+        if self.user is None or not self.user.is_active:
+            return "Not sent: the bulk edit's author no longer has an active account."
+        self.user = type(self.user).objects.get(pk=self.user.pk)  # fresh permissions
+        if not (
+            self.user.has_perm("tickets.bulk_edit") and self.user.has_perm("tickets.edit_ticket")
+        ):
+            return "Not sent: the author may no longer edit tickets in bulk."
+        if not _in_scope(self.user, self.batch.team_id):
+            return "Not sent: the team is no longer one of the author's teams."
+        return ""
+
+    def _wait_out_rate_limit(self) -> None:
+        """While Thena's rate limit is spent (noted by any process), wait for its reset,
+        renewing the claim: nothing is locked or recorded meanwhile."""
+        while (until := self.client.paused_until()) is not None:
+            delay = (until - datetime.now(UTC)).total_seconds()
+            time.sleep(min(max(delay, 0.01), settings.BULK_LEASE_SECONDS / 3))
+            self._beat()
+
+    def _settle_interrupted(self) -> None:
+        """Items a dead run left "sending": their PATCH may have left. Never sent again;
+        their entries (pending) are for reconciliation to settle by evidence."""
+        interrupted = list(self.batch.items.filter(state=BatchItem.State.SENDING))
+        for item in interrupted:
+            item.state, item.outcome = BatchItem.State.DONE, BatchItem.Outcome.UNKNOWN
+            item.message = (
+                "The worker stopped while this ticket's change was being sent; it was not "
+                "sent again. The audit log settles it by reading the ticket back."
+            )
+        BatchItem.objects.bulk_update(interrupted, ["state", "outcome", "message"])
+        for item in interrupted:
+            if item.entry_id:
+                _queue_reconcile(AuditEntry(pk=item.entry_id))
+
+    def _end_items(self, items: list[BatchItem], outcome: str, message: str) -> None:
+        for item in items:
+            item.state, item.outcome, item.message = BatchItem.State.DONE, outcome, message
+        BatchItem.objects.bulk_update(items, ["state", "outcome", "message"])
+
+    # One chunk
+
+    def _chunk(self, items: list[BatchItem]) -> None:
+        started = time.monotonic()
+        with ExitStack() as held:
+            plans = []
+            for item in items:
+                try:
+                    held.enter_context(locks.ticket_edit_lock(item.ticket_id, wait=LOCK_WAIT))
+                except locks.EditBusy:
+                    plans.append(_Plan(item, defer=True, message="Another save held the ticket."))
+                    self._beat()
+                else:
+                    plans.append(_Plan(item))
+            ready = [plan for plan in plans if not plan.defer]
+            reads = concurrently(
+                {
+                    str(p.item.pk): (lambda p=p: self.client.get_ticket(p.item.ticket_id))
+                    for p in ready
+                }
+            )
+            for plan in ready:
+                self._decide(plan, reads[str(plan.item.pk)])
+            sending = [plan for plan in ready if plan.body and not plan.outcome and not plan.defer]
+            if self._cancelled():  # asked while the chunk was read: send nothing more
+                for plan in sending:
+                    plan.outcome = BatchItem.Outcome.CANCELLED
+                    plan.message = "Not sent: the bulk edit was cancelled."
+                sending = []
+            self._record_intents(plans, sending)
+            if sending:
+                self._send(sending)
+                self._record_outcomes(sending, started)
+        self._update_items(plans)
+
+    def _decide(self, plan: _Plan, fresh) -> None:
+        item = plan.item
+        if isinstance(fresh, ThenaNotFound):
+            plan.outcome, plan.message = "skipped", "Not found in Thena any more."
+            return
+        if isinstance(fresh, ThenaError):
+            plan.defer, plan.free = True, isinstance(fresh, ThenaRateLimited)
+            plan.message = f"Could not re-read the ticket: {fresh.detail or fresh.user_message}"
+            return
+        plan.fresh = fresh
+        team_id = fresh.get("teamId")
+        if not _in_scope(self.user, team_id):
+            plan.outcome, plan.message = "skipped", "Not sent: it is no longer in your teams."
+            return
+        if team_id != self.batch.team_id:
+            where = fresh.get("teamName") or team_id or "no team"
+            plan.outcome = "skipped"
+            plan.message = f"Not sent: it moved to another team ({where}) since the preview."
+            return
+        wanted = self.batch.values
+        if _split(wanted)[1] and not wire.cf_exact(fresh):
+            plan.outcome = "skipped"
+            plan.message = (
+                "Not sent: Thena sends this ticket's custom field values in a shape that cannot "
+                "be written back exactly. Set them in Thena."
+            )
+            return
+        now = wire.ticket_values(fresh)
+        theirs = _input_values(fresh, now)
+        hidden = wire.unreadable(fresh)
+        edits = {
+            name: value
+            for name, value in wanted.items()
+            if name in hidden or not wire.equal(theirs(name), value)
+        }
+        moved = [
+            name
+            for name in edits
+            if name not in hidden
+            and name in item.before
+            and not wire.equal(theirs(name), item.before[name])
+        ]
+        body = patch_body(fresh, edits)
+        labels = Labeller(self.labels.choices, (fresh,))
+        plan.changes = _changes(now, body, hidden, labels)
+        if moved:
+            names = ", ".join(
+                f"{input_label(self.labels.choices.custom_fields, n)} "
+                f"(now \u201c{value_text(n, theirs(n), labels)}\u201d)"
+                for n in moved
+            )
+            plan.outcome, plan.body = "conflict", body
+            plan.message = f"Not sent: changed in Thena since the preview: {names}."
+            return
+        if not body:
+            plan.outcome, plan.message = "no_change", "It already had these values."
+            return
+        plan.body, plan.custom = body, _split(edits)[1]
+        plan.bulk = self.bulk_endpoint and set(body) <= BULK_FIELDS
+
+    def _entry(self, plan: _Plan, outcome: str = Outcome.PENDING) -> AuditEntry:
+        return entry_row(
+            action=Action.TICKET_UPDATE,
+            actor=self.user,
+            ticket=_ticket_ref(plan.fresh),
+            changes=plan.changes,
+            request_body=plan.body,
+            outcome=outcome,
+            message=plan.message if outcome != Outcome.PENDING else "",
+            meta=self.meta,
+            base_updated_at=plan.fresh.get("updatedAt") if outcome == Outcome.PENDING else None,
+            reason=self.batch.reason,
+            batch_id=str(self.batch.pk),
+        )
+
+    def _record_intents(self, plans: list[_Plan], sending: list[_Plan]) -> None:
+        """Commit the intents of what is about to be sent, and a conflict entry for each
+        ticket changed since the preview, with the items turning "sending": one
+        transaction, in which the claim must still be this run's."""
+        conflicts = [plan for plan in plans if plan.outcome == "conflict"]
+        if not sending and not conflicts:
+            return
+        with transaction.atomic():
+            self._beat()
+            ids = [plan.item.pk for plan in sending]
+            moved = BatchItem.objects.filter(pk__in=ids, state=BatchItem.State.QUEUED).update(
+                state=BatchItem.State.SENDING
+            )
+            if moved != len(ids):
+                raise _LostClaim()
+            for plan in conflicts:
+                plan.entry = self._entry(plan, Outcome.CONFLICT)
+            for plan in sending:
+                plan.entry = self._entry(plan)
+            append_many(plan.entry for plan in [*conflicts, *sending])
+            for plan in sending:
+                plan.item.entry_id = plan.entry.pk
+            BatchItem.objects.bulk_update([plan.item for plan in sending], ["entry"])
+        for plan in conflicts:
+            plan.item.entry_id = plan.entry.pk
+            plan.outcome = "skipped"
+
+    def _send(self, plans: list[_Plan]) -> None:
+        """Send every PATCH of the chunk at once; then decide each outcome by evidence."""
+        groups: dict[str, list[_Plan]] = {}
+        calls = {}
+        for plan in plans:
+            if plan.bulk:
+                groups.setdefault(json.dumps(plan.body, sort_keys=True), []).append(plan)
+            else:
+                key = f"one:{plan.item.pk}"
+                calls[key] = lambda p=plan: self.client.update_ticket(p.item.ticket_id, p.body)
+        for key, members in groups.items():
+            ids = [p.item.ticket_id for p in members]
+            calls[f"bulk:{key}"] = lambda ids=ids, body=members[0].body: (
+                self.client.bulk_update_tickets(ids, body)
+            )
+        answers = concurrently(calls)
+        check: list[tuple[_Plan, str, bool, int | None]] = []
+        for plan in plans:
+            if plan.bulk:
+                answer = answers[f"bulk:{json.dumps(plan.body, sort_keys=True)}"]
+                self._bulk_outcome(plan, answer, check)
+            else:
+                self._single_outcome(plan, answers[f"one:{plan.item.pk}"], check)
+        if check:
+            self._read_back(check)
+
+    def _bulk_outcome(self, plan: _Plan, answer, check: list) -> None:
+        ticket_id = plan.item.ticket_id
+        if isinstance(answer, ThenaError):
+            if answer.outcome_unknown:
+                check.append(_unsure(plan, answer))
+                return
+            if answer.status_code in (404, 405):
+                self.bulk_endpoint = False  # an older Thena: one by one from now on
+            self._not_applied(plan, answer)
+            return
+        if ticket_id in answer.updated:
+            plan.outcome, plan.status = "succeeded", 200
+            plan.message = "Thena's bulk update lists the ticket as updated."
+        elif ticket_id in answer.skipped:
+            plan.outcome, plan.status = "failed", 200
+            plan.message = f"Thena's bulk update skipped it: {answer.skipped[ticket_id]}"
+        else:
+            check.append((plan, "Thena's bulk answer does not name the ticket.", True, 200))
+
+    def _single_outcome(self, plan: _Plan, answer, check: list) -> None:
+        if isinstance(answer, ThenaError):
+            if answer.outcome_unknown:
+                check.append(_unsure(plan, answer))
+            else:
+                self._not_applied(plan, answer)
+            return
+        applied = wire.applied(answer, plan.body, plan.custom)
+        moved_on = answer.get("updatedAt") != plan.fresh.get("updatedAt")
+        if applied or (applied is None and moved_on):
+            plan.outcome, plan.status, plan.message = "succeeded", 200, ""
+            plan.updated_at = str(answer.get("updatedAt") or "")
+        else:
+            check.append((plan, "Thena's answer does not show the change.", True, 200))
+
+    def _not_applied(self, plan: _Plan, error: ThenaError) -> None:
+        """Thena surely did not apply it. A rate limit or a missing bulk endpoint is no
+        fault of the ticket: it is sent again later (with a new entry)."""
+        plan.outcome, plan.status = "failed", error.status_code
+        plan.message = error.detail or error.user_message
+        again = isinstance(error, ThenaRateLimited) or (plan.bulk and not self.bulk_endpoint)
+        if again and plan.item.attempts + 1 < MAX_ATTEMPTS:
+            plan.defer, plan.free = True, isinstance(error, ThenaRateLimited)
+            plan.message += " Not applied: it is sent again later."
+
+    def _read_back(self, check: list) -> None:
+        reads = concurrently(
+            {
+                str(plan.item.pk): (lambda p=plan: self.client.get_ticket(p.item.ticket_id))
+                for plan, *_ in check
+            }
+        )
+        for plan, reason, answered, status in check:
+            now = reads[str(plan.item.pk)]
+            now = None if isinstance(now, ThenaError) else now
+            applied = wire.applied(now, plan.body, plan.custom) if now is not None else False
+            unchanged = now is not None and now.get("updatedAt") == plan.fresh.get("updatedAt")
+            plan.status = status
+            plan.updated_at = str((now or {}).get("updatedAt") or "")
+            if applied:
+                plan.outcome = "succeeded"
+                plan.message = f"{reason} Reading the ticket back shows the change."
+            elif answered and unchanged:
+                plan.outcome = "failed"
+                plan.message = f"{reason} Reading the ticket back shows it unchanged."
+            else:
+                plan.outcome = "unknown"
+                found = (
+                    "the ticket could not be read back"
+                    if now is None
+                    else ("the ticket does not show the change yet")
+                )
+                plan.message = f"{reason} Read back: {found}; the audit log settles it later."
+
+    def _record_outcomes(self, plans: list[_Plan], started: float) -> None:
+        ms = round((time.monotonic() - started) * 1000)
+        rows = [
+            AuditOutcome(
+                entry_id=plan.entry.pk,
+                outcome=plan.outcome,
+                status_code=plan.status,
+                message=plan.message,
+                upstream_updated_at=plan.updated_at or "",
+                duration_ms=ms,
+            )
+            for plan in plans
+        ]
+        try:
+            append_many(rows)
+        except AlreadySettled:
+            # Slower than the in-flight window: reconciliation settled some first; theirs
+            # stand, the others are written one by one.
+            for plan, row in zip(plans, rows, strict=True):
+                with suppress(AlreadySettled):
+                    record_outcome(
+                        entry=plan.entry,
+                        outcome=row.outcome,
+                        status_code=row.status_code,
+                        message=row.message,
+                        upstream_updated_at=row.upstream_updated_at,
+                        duration_ms=ms,
+                    )
+        for plan in plans:
+            if plan.outcome == "unknown":
+                _queue_reconcile(plan.entry)
+
+    def _update_items(self, plans: list[_Plan]) -> None:
+        for plan in plans:
+            item = plan.item
+            if plan.defer:
+                item.attempts += 0 if plan.free else 1
+                if item.attempts < MAX_ATTEMPTS:
+                    item.state = BatchItem.State.QUEUED
+                    item.message = plan.message
+                    continue
+                plan.outcome = plan.outcome or "failed"
+                plan.message = f"{plan.message} Gave up after {item.attempts} tries."
+            item.state = BatchItem.State.DONE
+            item.outcome = {"conflict": "skipped"}.get(plan.outcome, plan.outcome) or "failed"
+            item.message = plan.message
+        BatchItem.objects.bulk_update(
+            [plan.item for plan in plans], ["state", "outcome", "message", "attempts", "entry"]
+        )
+
+
+def _unsure(plan: _Plan, error: ThenaError) -> tuple[_Plan, str, bool, int | None]:
+    """A PATCH whose outcome the error leaves open, for a read-back. A gateway's 502/503/504
+    says a proxy gave up, not that Thena is done with the request."""
+    status = error.status_code
+    answered = status is not None and status not in GATEWAY_ERRORS
+    return plan, error.detail or error.user_message, answered, status
+
+
+def _stalled(batch: Batch) -> bool:
+    """Active, and no worker has renewed a claim on it within the lease (or, queued, no
+    worker has taken it up within the lease since it was confirmed)."""
+    if batch.state not in ACTIVE:
+        return False
+    since = batch.heartbeat_at or batch.confirmed_at
+    return since is None or since <= timezone.now() - _lease()
+
+
+def resume_if_stalled(batch: Batch) -> None:
+    """A look at the batch's page is a chance to notice that its worker died."""
+    if _stalled(batch):
+        from .tasks import bulk_run
+
+        bulk_run.enqueue(str(batch.pk))
+
+
+def resume_stalled() -> int:
+    """Queue a run for every batch whose worker stopped renewing its claim (or that was
+    confirmed while no task could be queued). For `schedule_reconcile` at worker start."""
+    from .tasks import bulk_run
+
+    stalled = [b for b in Batch.objects.filter(state__in=ACTIVE) if _stalled(b)]
+    for batch in stalled:
+        bulk_run.enqueue(str(batch.pk))
+    return len(stalled)
