@@ -274,6 +274,18 @@ def value_text(name: str, value, labels: Labeller | None = None) -> str:
     return str(value)
 
 
+def batch_settings(batch: Batch, choices: Choices) -> list[tuple[str, str]]:
+    """What the batch sets, as (field, value) in words."""
+    labels = Labeller(choices)
+    return [
+        (
+            input_label(choices.custom_fields, name),
+            batch.value_labels.get(name) or value_text(name, value, labels),
+        )
+        for name, value in batch.values.items()
+    ]
+
+
 @dataclass(frozen=True)
 class PreviewRow:
     item: BatchItem
@@ -356,7 +368,8 @@ class Progress:
 
     @property
     def done(self) -> int:
-        return self.total - self.counts.get("queued", 0)
+        """Tickets the batch has finished with (those a cancel left unsent are not)."""
+        return self.total - self.counts["queued"] - self.counts[BatchItem.Outcome.CANCELLED]
 
     @property
     def percent(self) -> int:
@@ -406,7 +419,7 @@ class ResultRow:
 
     @property
     def ticket_url(self) -> str:
-        """"" for an id no URL can carry."""
+        """ "" for an id no URL can carry."""
         try:
             return reverse("tickets:detail", args=[self.item.ticket_id])
         except NoReverseMatch:
@@ -666,8 +679,11 @@ class _Runner:
             self._record_intents(plans, sending)
             if sending:
                 self._send(sending)
-                self._record_outcomes(sending, started)
-        self._update_items(plans)
+            # Outcomes and items together: a run that dies here leaves both or neither.
+            with transaction.atomic():
+                if sending:
+                    self._record_outcomes(sending, started)
+                self._update_items(plans)
 
     def _decide(self, plan: _Plan, fresh) -> None:
         item = plan.item

@@ -771,7 +771,9 @@ class BulkEditForm(forms.Form):
         self.definitions = {CF_PREFIX + d["uid"]: d for d in choices.custom_fields if d.get("uid")}
         for name, definition in self.definitions.items():
             field = _cf_form_field(definition)
-            if isinstance(field, forms.BooleanField):
+            if isinstance(field, forms.ChoiceField) and not field.widget.allow_multiple_selected:
+                field.choices = [KEEP, *option_pairs(definition)]  # "—" would read as "clear"
+            elif isinstance(field, forms.BooleanField):
                 field = forms.TypedChoiceField(
                     label=field.label,
                     choices=[KEEP, ("true", "Yes"), ("false", "No")],

@@ -472,7 +472,7 @@ class BatchItem(models.Model):
         DONE = "done"
 
     class Outcome(models.TextChoices):
-        SUCCEEDED = "succeeded", "Done"
+        SUCCEEDED = "succeeded", "Changed"
         NO_CHANGE = "no_change", "No change"
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"

@@ -100,12 +100,13 @@ def bulk_batch(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
         rows = bulk.batch_preview(batch, choices)
         context = {
             "batch": batch,
+            "settings": bulk.batch_settings(batch, choices),
             "rows": rows,
             "changing": sum(not row.no_change for row in rows),
-            "fields": [change[0] for change in rows[0].changes] if rows else [],
         }
         return render(request, "tickets/bulk_preview.html", context)
-    if batch.state in bulk.ACTIVE and request.htmx is None:
+    partial = request.htmx and not request.htmx.history_restore_request
+    if not partial:
         bulk.resume_if_stalled(batch)
     progress = bulk.batch_progress(batch)
     finished = batch.state not in bulk.ACTIVE
@@ -117,8 +118,10 @@ def bulk_batch(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
         "can_cancel": not finished and request.user.has_perm("tickets.bulk_edit"),
     }
     template = "tickets/bulk_batch.html"
-    if request.htmx and not request.htmx.history_restore_request:
+    if partial:
         template += "#batch-progress"
+    else:
+        context["settings"] = bulk.batch_settings(batch, bulk.team_choices_load(batch.team_id))
     return render(request, template, context)
 
 

@@ -26,7 +26,8 @@ def test_team_filter_and_search_update_the_list(page, live_server, manager, logi
 
     page.get_by_label("Team").select_option(team["id"])
     expect(page).to_have_url(re.compile(rf"team={team['id']}"))
-    teams_shown = set(page.locator("table.tickets tbody tr td:nth-child(6)").all_inner_texts())
+    # The first column holds the bulk edit's ticks (the manager may edit in bulk).
+    teams_shown = set(page.locator("table.tickets tbody tr td:nth-child(7)").all_inner_texts())
     assert teams_shown == {team["name"]}
 
     target = next(t for t in sandbox.tickets() if t["teamId"] == team["id"])

@@ -138,7 +138,7 @@ class Migration(migrations.Migration):
                     models.CharField(
                         blank=True,
                         choices=[
-                            ("succeeded", "Done"),
+                            ("succeeded", "Changed"),
                             ("no_change", "No change"),
                             ("skipped", "Skipped"),
                             ("failed", "Failed"),
