@@ -45,6 +45,7 @@ from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
 from .services import (
     GATEWAY_ERRORS,
     Labeller,
+    _cached_team_name,
     _changes,
     _in_scope,
     _input_values,
@@ -76,7 +77,10 @@ BULK_INPUTS = (
     "formId",
     "dueDate",
 )
+ID_MAX = 64  # BatchItem.ticket_id, as the audit log's column
 LIST_PAGE = 100  # tickets per list or search call when selecting everything matching
+# Answers to PATCH /v1/tickets/bulk after which its tickets go one by one.
+BULK_REFUSED = frozenset({400, 404, 405, 413, 422})
 LOCK_WAIT = 2.0  # seconds for one ticket's edit lock; a busy ticket is tried again later
 MAX_ATTEMPTS = 5  # of a ticket deferred (busy, rate-limited, unreadable) before it fails
 ACTIVE = (Batch.State.QUEUED, Batch.State.RUNNING)
@@ -122,8 +126,15 @@ def bulk_team_load(*, user, team_id: str) -> tuple[dict, Choices]:
     """The team a bulk edit sets values in, and its choices; BulkRefused when the user may
     not pick it."""
     _check_may_bulk(user)
-    team = next((t for t in team_list() if t.get("id") == team_id), None)
-    if team is None or not _in_scope(user, team_id):
+    if not team_id or not _in_scope(user, team_id):
+        raise BulkRefused("Choose one of your teams on the ticket list first.")
+    try:
+        team = next((t for t in team_list() if t.get("id") == team_id), None)
+    except ThenaError:
+        # The form still shows (with what the cache holds), so no input is lost; reading
+        # the tickets will say what is wrong.
+        team = {"id": team_id, "name": _cached_team_name(team_id) or team_id}
+    if team is None:
         raise BulkRefused("Choose one of your teams on the ticket list first.")
     return team, team_choices_load(team_id)
 
@@ -179,7 +190,7 @@ def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
     selection were left out (and why)."""
     limit = settings.BULK_MAX_TICKETS
     client = get_client()
-    excluded = {"out_of_scope": 0, "other_team": 0, "not_found": 0}
+    excluded = {"out_of_scope": 0, "other_team": 0, "not_found": 0, "odd_id": 0}
     if selection.everything:
         rows = _matching(client, selection, limit)
     else:
@@ -199,9 +210,12 @@ def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
     kept, seen = [], set()
     for row in rows:
         ticket_id = row.get("id")
-        if not isinstance(ticket_id, str) or not ticket_id or ticket_id in seen:
+        if not isinstance(ticket_id, str) or ticket_id in seen:
             continue
         seen.add(ticket_id)
+        if not 0 < len(ticket_id) <= ID_MAX:
+            excluded["odd_id"] += 1
+            continue
         team_id = row.get("teamId")
         if scope is not None and team_id not in scope:
             excluded["out_of_scope"] += 1
@@ -213,11 +227,13 @@ def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
 
 
 def _matching(client, selection: Selection, limit: int) -> list[dict]:
-    """Every ticket the list's filter matches (list or search pages), or BulkRefused when
-    there are more than `limit`."""
-    rows: list[dict] = []
-    page = 0
-    while True:
+    """Every ticket the list's filter matches (list or search pages, newest change first),
+    or BulkRefused when there are more than `limit`."""
+    found: dict[str, dict] = {}
+
+    def read(page: int) -> tuple[int, bool]:
+        """Page `page` (from 0) into `found`: how many tickets were new, and whether more
+        pages follow."""
         if selection.query:
             result = client.search_tickets(
                 selection.query, team_id=selection.team_id, page=page + 1, per_page=LIST_PAGE
@@ -226,14 +242,27 @@ def _matching(client, selection: Selection, limit: int) -> list[dict]:
         else:
             items = client.list_tickets(team_id=selection.team_id, page=page, limit=LIST_PAGE)
             more = len(items) == LIST_PAGE
-        rows += [item for item in items if isinstance(item, dict)]
-        if len(rows) > limit:
+        before = len(found)
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                found.setdefault(item["id"], item)
+        if len(found) > limit:
             raise BulkRefused(
                 f"More than {limit} tickets match: narrow the filter, or edit them in parts."
             )
-        if not more or not items:
-            return rows
+        return len(found) - before, more and bool(items)
+
+    page, more = 0, True
+    while more:
+        _, more = read(page)
         page += 1
+    # A ticket changed while the pages were read moved to the top, maybe onto a page read
+    # already: read from the top again until a page brings nothing new.
+    for again in range(page):
+        new, more = read(again)
+        if not new or not more:
+            break
+    return list(found.values())
 
 
 def _readable_inputs(ticket: dict, values: dict) -> dict:
@@ -485,20 +514,13 @@ def _lease() -> timedelta:
 def batch_run(batch_id) -> str:
     """Run the batch (the task): claim it, then one chunk at a time until it is done or
     cancelled. Returns what happened, for the task's result."""
-    from .tasks import bulk_run
-
     token = uuid.uuid4().hex
     claimed = _claim(batch_id, token)
-    if claimed in ("finished", "missing"):
+    if claimed != "claimed":  # finished, missing, or busy: its runner keeps its own watch
         return claimed
-    # Look again after the lease: this run's watch if it dies, or the live runner's.
-    bulk_run.using(run_after=datetime.now(UTC) + _lease()).enqueue(str(batch_id))
-    if claimed == "busy":
-        return "busy"
     batch = Batch.objects.select_related("created_by").get(pk=batch_id)
-    runner = _Runner(batch, token)
     try:
-        return runner.run()
+        return _Runner(batch, token).run()
     except _LostClaim:
         logger.warning("Bulk edit %s: another worker took the batch over", batch_id)
         return "taken over"
@@ -569,6 +591,7 @@ class _Runner:
         )
         self.labels = Labeller(team_choices_load(batch.team_id))
         self.bulk_endpoint = True
+        self.next_watch = 0.0  # time.monotonic() of the next _watch
 
     def run(self) -> str:
         self._settle_interrupted()
@@ -602,6 +625,18 @@ class _Runner:
         )
         if not renewed:
             raise _LostClaim()
+        self._watch()
+
+    def _watch(self) -> None:
+        """Keep a run queued for two leases from now, renewed every lease: if this worker
+        dies, that run finds the claim older than the lease and takes the batch over."""
+        if time.monotonic() < self.next_watch:
+            return
+        from .tasks import bulk_run
+
+        lease = _lease()
+        bulk_run.using(run_after=datetime.now(UTC) + 2 * lease).enqueue(str(self.batch.pk))
+        self.next_watch = time.monotonic() + lease.total_seconds()
 
     def _cancelled(self) -> bool:
         return Batch.objects.filter(pk=self.batch.pk, cancel_requested_at__isnull=False).exists()
@@ -610,7 +645,9 @@ class _Runner:
         """Why no more tickets may be sent for the author, or ""."""
         if self.user is None or not self.user.is_active:
             return "Not sent: the bulk edit's author no longer has an active account."
-        self.user = type(self.user).objects.get(pk=self.user.pk)  # fresh permissions
+        self.user = type(self.user).objects.filter(pk=self.user.pk).first()  # fresh permissions
+        if self.user is None or not self.user.is_active:
+            return "Not sent: the bulk edit's author no longer has an active account."
         if not (
             self.user.has_perm("tickets.bulk_edit") and self.user.has_perm("tickets.edit_ticket")
         ):
@@ -819,8 +856,10 @@ class _Runner:
             if answer.outcome_unknown:
                 check.append(_unsure(plan, answer))
                 return
-            if answer.status_code in (404, 405):
-                self.bulk_endpoint = False  # an older Thena: one by one from now on
+            if answer.status_code in BULK_REFUSED:
+                # No bulk endpoint (an older Thena), or the request refused as a whole (too
+                # many ids, a value it takes only ticket by ticket): one by one from now on.
+                self.bulk_endpoint = False
             self._not_applied(plan, answer)
             return
         if ticket_id in answer.updated:

@@ -17,15 +17,13 @@ from .forms import BulkEditForm
 from .models import Batch
 from .thena.errors import ThenaError
 
-MAX_SELECTED = 1000  # ids one request may carry; "all matching" needs none
-
 
 def _selection(data) -> bulk.Selection:
     ids = tuple(dict.fromkeys(v.strip()[:64] for v in data.getlist("ticket") if v.strip()))
     return bulk.Selection(
         team_id=data.get("team", "").strip()[:64],
         query=data.get("q", "").strip()[:200],
-        ticket_ids=ids[:MAX_SELECTED],
+        ticket_ids=ids,
         everything=data.get("all") == "1",
     )
 
