@@ -62,3 +62,43 @@ def test_a_lease_left_by_a_dead_process_is_taken_over_when_it_runs_out():
 def test_any_ticket_id_fits():
     with locks.ticket_edit_lock("x" * 5000 + "\u0000/\ud800"):
         assert TicketEditLock.objects.count() == 1
+
+
+def test_a_chunks_locks_take_the_free_tickets_and_leave_the_held_ones():
+    with locks.ticket_edit_lock("T-1"):
+        started = time.monotonic()
+        with locks.ticket_edit_locks(["T-1", "T-2", "T-3"], wait=0.2) as held:
+            assert held == {"T-2", "T-3"}
+            assert time.monotonic() - started >= 0.2  # it waited for T-1, then gave up
+            assert TicketEditLock.objects.count() == 3
+        # Only the chunk's own locks are freed: T-1 is still its holder's.
+        assert TicketEditLock.objects.count() == 1
+        with locks.ticket_edit_locks(["T-2"], wait=0) as again:
+            assert again == {"T-2"}
+    assert not TicketEditLock.objects.exists()
+
+
+def test_a_chunk_waits_for_a_ticket_freed_meanwhile():
+    inside, done = threading.Event(), []
+
+    def holder():
+        with locks.ticket_edit_lock("T-1"):
+            inside.set()
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    inside.wait(5)
+    with locks.ticket_edit_locks(["T-1", "T-2"], wait=5) as held:
+        done.append(held)
+    thread.join()
+    assert done == [{"T-1", "T-2"}]
+
+
+def test_a_chunk_takes_over_a_dead_holders_expired_lease():
+    TicketEditLock.objects.create(
+        key=locks._key("T-1"), token="dead", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with locks.ticket_edit_locks(["T-1"], wait=0) as held:
+        assert held == {"T-1"}
+        assert TicketEditLock.objects.get().token != "dead"

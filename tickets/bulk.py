@@ -26,13 +26,13 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -688,16 +688,14 @@ class _Runner:
 
     def _chunk(self, items: list[BatchItem]) -> None:
         started = time.monotonic()
-        with ExitStack() as held:
-            plans = []
-            for item in items:
-                try:
-                    held.enter_context(locks.ticket_edit_lock(item.ticket_id, wait=LOCK_WAIT))
-                except locks.EditBusy:
-                    plans.append(_Plan(item, defer=True, message="Another save held the ticket."))
-                    self._beat()
-                else:
-                    plans.append(_Plan(item))
+        ticket_ids = [item.ticket_id for item in items]
+        with locks.ticket_edit_locks(ticket_ids, wait=LOCK_WAIT) as held:
+            plans = [
+                _Plan(item)
+                if item.ticket_id in held
+                else _Plan(item, defer=True, message="Another save held the ticket.")
+                for item in items
+            ]
             ready = [plan for plan in plans if not plan.defer]
             reads = concurrently(
                 {
@@ -806,22 +804,18 @@ class _Runner:
             return
         with transaction.atomic():
             self._beat()
-            ids = [plan.item.pk for plan in sending]
-            moved = BatchItem.objects.filter(pk__in=ids, state=BatchItem.State.QUEUED).update(
-                state=BatchItem.State.SENDING
-            )
-            if moved != len(ids):
-                raise _LostClaim()
             for plan in conflicts:
                 plan.entry = self._entry(plan, Outcome.CONFLICT)
             for plan in sending:
                 plan.entry = self._entry(plan)
-            append_many(plan.entry for plan in [*conflicts, *sending])
-            for plan in sending:
-                plan.item.entry_id = plan.entry.pk
-            BatchItem.objects.bulk_update([plan.item for plan in sending], ["entry"])
-        for plan in conflicts:
+            append_many([plan.entry for plan in [*conflicts, *sending]])
+            linked = _link_entries({p.item.pk: p.entry.pk for p in sending}, sending=True)
+            if linked != len(sending):  # another run moved one of them first
+                raise _LostClaim()
+            _link_entries({p.item.pk: p.entry.pk for p in conflicts})
+        for plan in [*conflicts, *sending]:
             plan.item.entry_id = plan.entry.pk
+        for plan in conflicts:
             plan.outcome = "skipped"
 
     def _send(self, plans: list[_Plan]) -> None:
@@ -958,22 +952,51 @@ class _Runner:
                 _queue_reconcile(plan.entry)
 
     def _update_items(self, plans: list[_Plan]) -> None:
+        """Write each item's new state: one UPDATE per distinct outcome and message (a
+        chunk has a few), far cheaper than one per item or bulk_update's CASE."""
+        groups: dict[tuple, list[int]] = {}
         for plan in plans:
             item = plan.item
             if plan.defer:
                 item.attempts += 0 if plan.free else 1
-                if item.attempts < MAX_ATTEMPTS:
-                    item.state = BatchItem.State.QUEUED
-                    item.message = plan.message
-                    continue
-                plan.outcome = plan.outcome or "failed"
-                plan.message = f"{plan.message} Gave up after {item.attempts} tries."
-            item.state = BatchItem.State.DONE
-            item.outcome = {"conflict": "skipped"}.get(plan.outcome, plan.outcome) or "failed"
-            item.message = plan.message
-        BatchItem.objects.bulk_update(
-            [plan.item for plan in plans], ["state", "outcome", "message", "attempts", "entry"]
-        )
+            if plan.defer and item.attempts < MAX_ATTEMPTS:
+                item.state, item.message = BatchItem.State.QUEUED, plan.message
+            else:
+                if plan.defer:
+                    plan.outcome = plan.outcome or "failed"
+                    plan.message = f"{plan.message} Gave up after {item.attempts} tries."
+                item.state = BatchItem.State.DONE
+                item.outcome = {"conflict": "skipped"}.get(plan.outcome, plan.outcome) or "failed"
+                item.message = plan.message
+            key = (item.state, item.outcome, item.message, item.attempts)
+            groups.setdefault(key, []).append(item.pk)
+        for (state, outcome, message, attempts), ids in groups.items():
+            BatchItem.objects.filter(pk__in=ids).update(
+                state=state, outcome=outcome, message=message, attempts=attempts
+            )
+
+
+def _link_entries(entries: dict[int, int], *, sending: bool = False) -> int:
+    """Point items (by pk) at their audit entries in one statement; with `sending`, only
+    items still queued, which turn "sending". Returns how many rows changed."""
+    if not entries:
+        return 0
+    q = connection.ops.quote_name
+    cases = " ".join("WHEN %s THEN %s" for _ in entries)
+    marks = ", ".join("%s" for _ in entries)
+    sql = f"UPDATE {q(BatchItem._meta.db_table)} SET {q('entry_id')} = CASE {q('id')} {cases} END"
+    params: list = [value for pair in entries.items() for value in pair]
+    if sending:
+        sql += f", {q('state')} = %s"
+        params.append(BatchItem.State.SENDING)
+    sql += f" WHERE {q('id')} IN ({marks})"
+    params += list(entries)
+    if sending:
+        sql += f" AND {q('state')} = %s"
+        params.append(BatchItem.State.QUEUED)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def _unsure(plan: _Plan, error: ThenaError) -> tuple[_Plan, str, bool, int | None]:
