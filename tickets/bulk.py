@@ -11,12 +11,13 @@ run in the background by the task worker with the integrity of a single edit per
    once per distinct body of the fields it supports, single PATCHes for the rest), and
    record each outcome by evidence, as services.ticket_update does for one ticket.
 
-Crash safety. A run holds a claim on its batch (`runner`, renewed with `heartbeat_at`);
-a task is always queued to look again after BULK_LEASE_SECONDS, and takes over a batch
-whose claim was not renewed (its worker died). An item turns "sending" in the transaction
-that commits its audit intent; the next run never sends such an item again: its entry
-stays pending until reconciliation reads the ticket back. So no ticket is patched twice,
-and every ticket ends with an outcome.
+Crash safety. A run holds a claim on its batch (`runner`, renewed with `heartbeat_at`
+every chunk) and keeps a run queued two leases (BULK_LEASE_SECONDS) ahead: if its worker
+dies, that run finds the claim unrenewed and takes the batch over (so do
+`schedule_reconcile`, the reconcile sweep and a look at the batch's page). An item turns
+"sending" in the transaction that commits its audit intent; the next run never sends such
+an item again: its entry stays pending until reconciliation reads the ticket back. So no
+ticket is patched twice, and every ticket ends with an outcome.
 """
 
 import csv
@@ -57,6 +58,7 @@ from .services import (
     team_list,
     team_scope_get,
 )
+from .tasks import bulk_run
 from .thena import wire
 from .thena.client import concurrently, get_client
 from .thena.errors import ThenaError, ThenaNotFound, ThenaRateLimited
@@ -66,22 +68,11 @@ logger = logging.getLogger(__name__)
 # What PATCH /v1/tickets/bulk can set (thena-api.md §10); any other input goes ticket by
 # ticket.
 BULK_FIELDS = frozenset({"statusId", "typeId", "priorityId", "assignedAgentId", "isPrivate"})
-# The inputs the bulk form offers, in its order; custom fields (cf__<uid>) follow.
-BULK_INPUTS = (
-    "statusId",
-    "priorityId",
-    "typeId",
-    "assignedAgentId",
-    "isPrivate",
-    "subTeamId",
-    "formId",
-    "dueDate",
-)
 ID_MAX = 64  # BatchItem.ticket_id, as the audit log's column
 LIST_PAGE = 100  # tickets per list or search call when selecting everything matching
 # Answers to PATCH /v1/tickets/bulk after which its tickets go one by one.
 BULK_REFUSED = frozenset({400, 404, 405, 413, 422})
-LOCK_WAIT = 2.0  # seconds for one ticket's edit lock; a busy ticket is tried again later
+LOCK_WAIT = 2.0  # seconds a chunk waits for its tickets' edit locks; a busy one comes later
 MAX_ATTEMPTS = 5  # of a ticket deferred (busy, rate-limited, unreadable) before it fails
 ACTIVE = (Batch.State.QUEUED, Batch.State.RUNNING)
 
@@ -282,13 +273,14 @@ def _readable_inputs(ticket: dict, values: dict) -> dict:
 def _shown_inputs(ticket: dict, values: dict, choices: Choices) -> dict:
     """The same, as people read it: names for ids, Yes/No, a custom field's values."""
     labels = Labeller(choices, (ticket,))
-    shown = {}
-    for name, value in _readable_inputs(ticket, values).items():
-        shown[name] = value_text(name, value, labels)
-    return shown
+    return {
+        name: value_text(name, value, labels)
+        for name, value in _readable_inputs(ticket, values).items()
+    }
 
 
 def value_text(name: str, value, labels: Labeller | None = None) -> str:
+    """One input's value (PATCH JSON, or a custom field's data) as people read it."""
     if name.startswith(CF_PREFIX):
         items = value if isinstance(value, list) else []
         value = ", ".join(str(v) for v in wire.cf_values({"data": items}))
@@ -326,12 +318,10 @@ def batch_preview(batch: Batch, choices: Choices) -> list[PreviewRow]:
     """Each ticket with current -> new per input; "no change" when it holds every value
     already (a write-only input cannot be compared, so it is always sent)."""
     rows = []
-    labels = Labeller(choices)
+    sets = list(zip(batch.values.items(), batch_settings(batch, choices), strict=True))
     for item in batch.items.order_by("position"):
         changes = []
-        for name, value in batch.values.items():
-            label = input_label(choices.custom_fields, name)
-            new = batch.value_labels.get(name) or value_text(name, value, labels)
+        for (name, value), (label, new) in sets:
             if name not in item.before:
                 changes.append((label, "not readable", new))
             elif not wire.equal(item.before[name], value):
@@ -364,8 +354,6 @@ def batch_confirm(*, user, batch: Batch) -> None:
         state=Batch.State.QUEUED, confirmed_at=timezone.now()
     )
     if confirmed:
-        from .tasks import bulk_run
-
         bulk_run.enqueue(str(batch.pk))
 
 
@@ -455,7 +443,7 @@ class ResultRow:
             return ""
 
 
-def batch_results(batch: Batch, *, done_only: bool = False) -> Iterator[ResultRow]:
+def batch_results(batch: Batch) -> Iterator[ResultRow]:
     """Each item with its outcome, as the audit log has it now."""
     settled = _entry_outcomes(batch)
     numbers = dict(
@@ -463,10 +451,7 @@ def batch_results(batch: Batch, *, done_only: bool = False) -> Iterator[ResultRo
             pk__in=batch.items.filter(entry__isnull=False).values("entry_id")
         ).values_list("id", "number")
     )
-    items = batch.items.order_by("position")
-    if done_only:
-        items = items.filter(state=BatchItem.State.DONE)
-    for item in items.iterator(chunk_size=500):
+    for item in batch.items.order_by("position").iterator(chunk_size=500):
         outcome, message = item.outcome or "queued", item.message
         now = settled.get(item.entry_id)
         if item.outcome == BatchItem.Outcome.UNKNOWN and now in (
@@ -632,8 +617,6 @@ class _Runner:
         dies, that run finds the claim older than the lease and takes the batch over."""
         if time.monotonic() < self.next_watch:
             return
-        from .tasks import bulk_run
-
         lease = _lease()
         bulk_run.using(run_after=datetime.now(UTC) + 2 * lease).enqueue(str(self.batch.pk))
         self.next_watch = time.monotonic() + lease.total_seconds()
@@ -1019,16 +1002,12 @@ def _stalled(batch: Batch) -> bool:
 def resume_if_stalled(batch: Batch) -> None:
     """A look at the batch's page is a chance to notice that its worker died."""
     if _stalled(batch):
-        from .tasks import bulk_run
-
         bulk_run.enqueue(str(batch.pk))
 
 
 def resume_stalled() -> int:
     """Queue a run for every batch whose worker stopped renewing its claim (or that was
     confirmed while no task could be queued). For `schedule_reconcile` at worker start."""
-    from .tasks import bulk_run
-
     stalled = [b for b in Batch.objects.filter(state__in=ACTIVE) if _stalled(b)]
     for batch in stalled:
         bulk_run.enqueue(str(batch.pk))
