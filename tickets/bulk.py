@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from . import audit, locks
 from .audit.chain import AlreadySettled, append_many, entry_row, record_outcome
-from .audit.export import _cell as csv_cell
+from .audit.export import csv_cell
 from .forms import CF_PREFIX, Choices, input_label
 from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
 from .services import (

@@ -185,10 +185,10 @@ def _export_row(
         entry.id,
         entry.batch_id or "",
     ]
-    return [_cell(value) for value in row]
+    return [csv_cell(value) for value in row]
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """Neutralise a cell a spreadsheet would read as a formula."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
