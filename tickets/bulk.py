@@ -60,7 +60,7 @@ from .services import (
 )
 from .tasks import bulk_run
 from .thena import wire
-from .thena.client import concurrently, get_client
+from .thena.client import concurrently, get_client, request_budget
 from .thena.errors import ThenaError, ThenaNotFound, ThenaRateLimited
 
 logger = logging.getLogger(__name__)
@@ -558,7 +558,7 @@ class _Plan:
     message: str = ""
     entry: AuditEntry | None = None
     defer: bool = False  # try again later (busy, rate-limited, unreadable)
-    free: bool = False  # a deferral that does not count as a try (Thena's rate limit)
+    free: bool = False  # a deferral that is not a try (rate-limited, or the ticket busy)
     status: int | None = None  # Thena's answer, for the outcome row
     updated_at: str = ""  # the ticket's updatedAt as the evidence showed it
 
@@ -663,20 +663,30 @@ class _Runner:
                 _queue_reconcile(AuditEntry(pk=item.entry_id))
 
     def _end_items(self, items: list[BatchItem], outcome: str, message: str) -> None:
-        for item in items:
-            item.state, item.outcome, item.message = BatchItem.State.DONE, outcome, message
-        BatchItem.objects.bulk_update(items, ["state", "outcome", "message"])
+        with transaction.atomic():
+            self._beat()
+            BatchItem.objects.filter(pk__in=[item.pk for item in items]).update(
+                state=BatchItem.State.DONE, outcome=outcome, message=message
+            )
 
     # One chunk
 
     def _chunk(self, items: list[BatchItem]) -> None:
         started = time.monotonic()
         ticket_ids = [item.ticket_id for item in items]
-        with locks.ticket_edit_locks(ticket_ids, wait=LOCK_WAIT) as held:
+        # Thena's calls end within the budget, so the locks are held for less than their
+        # lease, as a page's are.
+        budget = settings.THENA_REQUEST_BUDGET_SECONDS
+        with (
+            request_budget(budget if budget > 0 else None),
+            locks.ticket_edit_locks(ticket_ids, wait=LOCK_WAIT) as held,
+        ):
+            # A busy ticket comes back later, however often: an edit lock is freed by its
+            # holder or, if that died, when its lease runs out.
             plans = [
                 _Plan(item)
                 if item.ticket_id in held
-                else _Plan(item, defer=True, message="Another save held the ticket.")
+                else _Plan(item, defer=True, free=True, message="Another save held the ticket.")
                 for item in items
             ]
             ready = [plan for plan in plans if not plan.defer]
@@ -697,10 +707,11 @@ class _Runner:
             self._record_intents(plans, sending)
             if sending:
                 self._send(sending)
-            # Outcomes and items together: a run that dies here leaves both or neither.
+                self._record_outcomes(sending, started)
+            # Only while the batch is still this run's: a run that took it over has settled
+            # these items already (a lost outcome is the audit log's to settle).
             with transaction.atomic():
-                if sending:
-                    self._record_outcomes(sending, started)
+                self._beat()
                 self._update_items(plans)
 
     def _decide(self, plan: _Plan, fresh) -> None:
@@ -864,11 +875,15 @@ class _Runner:
             check.append((plan, "Thena's answer does not show the change.", True, 200))
 
     def _not_applied(self, plan: _Plan, error: ThenaError) -> None:
-        """Thena surely did not apply it. A rate limit or a missing bulk endpoint is no
-        fault of the ticket: it is sent again later (with a new entry)."""
+        """Thena surely did not apply it. A rate limit, a missing bulk endpoint or a request
+        never sent (the chunk's time ran out) is no fault of the ticket: it is sent again
+        later (with a new entry)."""
         plan.outcome, plan.status = "failed", error.status_code
         plan.message = error.detail or error.user_message
-        again = isinstance(error, ThenaRateLimited) or (plan.bulk and not self.bulk_endpoint)
+        unsent = error.status_code is None
+        again = (
+            unsent or isinstance(error, ThenaRateLimited) or (plan.bulk and not self.bulk_endpoint)
+        )
         if again and plan.item.attempts + 1 < MAX_ATTEMPTS:
             plan.defer, plan.free = True, isinstance(error, ThenaRateLimited)
             plan.message += " Not applied: it is sent again later."

@@ -28,8 +28,11 @@ def _key(ticket_id: str) -> str:
 
 
 def _lease() -> timedelta:
-    # Longer than any request may hold it: a dead process frees the ticket after this.
-    return timedelta(seconds=max(settings.THENA_REQUEST_BUDGET_SECONDS, MAX_WAIT_SECONDS) + 10)
+    """Longer than any holder may keep it: a dead process frees the ticket after this.
+    Holders keep it for one request's Thena calls (a page, or a bulk edit's chunk), which
+    end within THENA_REQUEST_BUDGET_SECONDS."""
+    budget = settings.THENA_REQUEST_BUDGET_SECONDS
+    return timedelta(seconds=(budget if budget > 0 else MAX_WAIT_SECONDS) + 10)
 
 
 def _sql(template: str) -> str:
