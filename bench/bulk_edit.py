@@ -247,8 +247,7 @@ def dashboard_run(spec_path: str) -> None:
 # The worker's steps, timed from outside (wrappers installed in the dashboard's process
 # only): (where it is looked up, its name, the phase it counts as).
 PHASES = [
-    ("runner", "_beat", "claim renewal (_beat)"),
-    ("runner", "_cancelled", "cancel check (_cancelled)"),
+    ("runner", "_beat", "claim renewal and cancel check (_beat)"),
     ("runner", "_refusal", "author check (_refusal)"),
     ("runner", "_wait_out_rate_limit", "rate-limit wait"),
     ("runner", "_decide", "decide per ticket (_decide)"),
@@ -264,8 +263,7 @@ APPEND_MANY = "* append_many (audit chain)"
 BULK_UPDATE = "* QuerySet.bulk_update (items)"
 LINK_ENTRIES = "* _link_entries (items -> entries)"
 ORDER = [
-    "claim renewal (_beat)",
-    "cancel check (_cancelled)",
+    "claim renewal and cancel check (_beat)",
     "author check (_refusal)",
     "rate-limit wait",
     "edit locks: take",

@@ -1769,6 +1769,7 @@ def test_an_author_who_lost_the_right_sends_nothing_more(
     manager, sandbox, thena, settings, monkeypatch, case
 ):
     settings.BULK_CHUNK_SIZE = 1
+    monkeypatch.setattr(bulk, "AUTHOR_CHECK_SECONDS", 0)  # read before every chunk
     revoke, message = REVOKED[case]
     batch, tickets, _resolved = _two(manager, sandbox, thena)
     chunk = bulk._Runner._chunk
@@ -1794,6 +1795,7 @@ def test_an_author_deleted_mid_run_ends_the_batch_without_sending_more(
     manager, sandbox, thena, settings, monkeypatch
 ):
     settings.BULK_CHUNK_SIZE = 1
+    monkeypatch.setattr(bulk, "AUTHOR_CHECK_SECONDS", 0)  # read before every chunk
     batch, tickets, _resolved = _two(manager, sandbox, thena)
     chunk = bulk._Runner._chunk
 

@@ -20,14 +20,15 @@ an item again: its entry stays pending until reconciliation reads the ticket bac
 ticket is patched twice, and every ticket ends with an outcome.
 """
 
+import contextvars
 import csv
 import io
 import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,7 +61,7 @@ from .services import (
 )
 from .tasks import bulk_run
 from .thena import wire
-from .thena.client import concurrently, get_client, request_budget
+from .thena.client import concurrently, get_client, request_budget, start_concurrently
 from .thena.errors import ThenaError, ThenaNotFound, ThenaRateLimited
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ LIST_PAGE = 100  # tickets per list or search call when selecting everything mat
 # Answers to PATCH /v1/tickets/bulk after which its tickets go one by one.
 BULK_REFUSED = frozenset({400, 404, 405, 413, 422})
 LOCK_WAIT = 2.0  # seconds a chunk waits for its tickets' edit locks; a busy one comes later
+AUTHOR_CHECK_SECONDS = 5.0  # how soon a revoked permission or scope stops a running batch
 MAX_ATTEMPTS = 5  # of a ticket deferred (busy, rate-limited, unreadable) before it fails
 ACTIVE = (Batch.State.QUEUED, Batch.State.RUNNING)
 
@@ -539,6 +541,29 @@ def _finish(batch: Batch, state: str) -> None:
     )
 
 
+@dataclass
+class _Chunk:
+    """Tickets taken together: their edit locks held (`held`: the ticket ids whose lock
+    was free), their re-reads under way (`reads()` waits for them), within `deadline`."""
+
+    items: list[BatchItem]
+    held: set[str]
+    locks: ExitStack
+    reads: Callable[[], dict]
+    deadline: float | None
+
+
+def _started(calls: dict, deadline: float | None) -> Callable[[], dict]:
+    """The calls started within `deadline` (in the caller's context, a fresh one)."""
+    seconds = None if deadline is None else deadline - time.monotonic()
+    with request_budget(seconds):
+        return start_concurrently(calls)
+
+
+class _Cancelled(Exception):
+    """A cancel was asked: send nothing more."""
+
+
 class _LostClaim(Exception):
     """Another run took the batch over (this one was thought dead): stop at once."""
 
@@ -577,38 +602,77 @@ class _Runner:
         self.labels = Labeller(team_choices_load(batch.team_id))
         self.bulk_endpoint = True
         self.next_watch = 0.0  # time.monotonic() of the next _watch
+        self.next_author_check = 0.0
+        self.refused = ""  # why nothing more may be sent, once known
+        self.cancelled = False  # a cancel was seen mid-chunk
 
     def run(self) -> str:
         self._settle_interrupted()
         while True:
-            self._beat()
-            if self._cancelled():
+            try:
+                self._beat(cancellable=True)
+            except _Cancelled:
                 with transaction.atomic():
                     _finish(self.batch, Batch.State.CANCELLED)
                 return "cancelled"
             refusal = self._refusal()
-            items = list(
-                self.batch.items.filter(state=BatchItem.State.QUEUED).order_by(
-                    "attempts", "position"
-                )[: settings.BULK_CHUNK_SIZE]
-            )
-            if not items:
-                with transaction.atomic():
-                    _finish(self.batch, Batch.State.DONE)
-                return "done"
             if refusal:
+                items = self._queued()
+                if not items:
+                    break
                 self._end_items(items, BatchItem.Outcome.SKIPPED, refusal)
                 continue
             self._wait_out_rate_limit()
-            self._chunk(items)
+            chunk = self._take(self._queued())
+            if chunk is None:
+                break
+            # Each chunk takes the next one's locks and starts its re-reads before its own
+            # bookkeeping, so that work is done while Thena answers.
+            while chunk is not None:
+                chunk = self._chunk(chunk)
+        with transaction.atomic():
+            _finish(self.batch, Batch.State.DONE)
+        return "done"
+
+    def _queued(self, *, besides: list[BatchItem] = ()) -> list[BatchItem]:
+        """The next chunk: queued items, tickets tried less often first."""
+        queued = self.batch.items.filter(state=BatchItem.State.QUEUED)
+        queued = queued.exclude(pk__in=[item.pk for item in besides])
+        return list(queued.order_by("attempts", "position")[: settings.BULK_CHUNK_SIZE])
+
+    def _take(self, items: list[BatchItem]) -> "_Chunk | None":
+        """Take the items' edit locks (those free within LOCK_WAIT) and start re-reading
+        their tickets; None when there are no items."""
+        if not items:
+            return None
+        stack = ExitStack()
+        held = stack.enter_context(
+            locks.ticket_edit_locks([item.ticket_id for item in items], wait=LOCK_WAIT)
+        )
+        # The chunk's Thena calls end within one request's budget, so its locks are held
+        # for less than their lease, as a page's are. Its reads start in a context of their
+        # own: the chunk before may still be in its budget.
+        budget = settings.THENA_REQUEST_BUDGET_SECONDS
+        deadline = time.monotonic() + budget if budget > 0 else None
+        calls = {str(i.pk): self._reader(i.ticket_id) for i in items if i.ticket_id in held}
+        try:
+            reads = contextvars.Context().run(_started, calls, deadline)
+        except BaseException:
+            stack.close()
+            raise
+        return _Chunk(items, held, stack, reads, deadline)
 
     # The claim
 
-    def _beat(self) -> None:
-        renewed = Batch.objects.filter(pk=self.batch.pk, runner=self.token).update(
-            heartbeat_at=timezone.now()
-        )
-        if not renewed:
+    def _beat(self, *, cancellable: bool = False) -> None:
+        """Renew the claim, or raise _LostClaim if another run has the batch; with
+        `cancellable`, raise _Cancelled once a cancel was asked (one statement for both)."""
+        mine = Batch.objects.filter(pk=self.batch.pk, runner=self.token)
+        if cancellable:
+            mine = mine.filter(cancel_requested_at__isnull=True)
+        if not mine.update(heartbeat_at=timezone.now()):
+            if cancellable and Batch.objects.filter(pk=self.batch.pk, runner=self.token).exists():
+                raise _Cancelled()
             raise _LostClaim()
         self._watch()
 
@@ -621,23 +685,21 @@ class _Runner:
         bulk_run.using(run_after=datetime.now(UTC) + 2 * lease).enqueue(str(self.batch.pk))
         self.next_watch = time.monotonic() + lease.total_seconds()
 
-    def _cancelled(self) -> bool:
-        return Batch.objects.filter(pk=self.batch.pk, cancel_requested_at__isnull=False).exists()
-
     def _refusal(self) -> str:
-        """Why no more tickets may be sent for the author, or ""."""
-        if self.user is None or not self.user.is_active:
-            return "Not sent: the bulk edit's author no longer has an active account."
-        self.user = type(self.user).objects.filter(pk=self.user.pk).first()  # fresh permissions
-        if self.user is None or not self.user.is_active:
-            return "Not sent: the bulk edit's author no longer has an active account."
-        if not (
-            self.user.has_perm("tickets.bulk_edit") and self.user.has_perm("tickets.edit_ticket")
-        ):
-            return "Not sent: the author may no longer edit tickets in bulk."
-        if not _in_scope(self.user, self.batch.team_id):
-            return "Not sent: the team is no longer one of the author's teams."
-        return ""
+        """Why no more tickets may be sent for the author, or "": read again every
+        AUTHOR_CHECK_SECONDS (a chunk of 50 takes a fraction of that)."""
+        if self.refused or time.monotonic() < self.next_author_check:
+            return self.refused
+        self.next_author_check = time.monotonic() + AUTHOR_CHECK_SECONDS
+        user = self.user and type(self.user).objects.filter(pk=self.user.pk).first()
+        if user is None or not user.is_active:
+            self.refused = "Not sent: the bulk edit's author no longer has an active account."
+        elif not (user.has_perm("tickets.bulk_edit") and user.has_perm("tickets.edit_ticket")):
+            self.refused = "Not sent: the author may no longer edit tickets in bulk."
+        elif not _in_scope(user, self.batch.team_id):
+            self.refused = "Not sent: the team is no longer one of the author's teams."
+        self.user = user
+        return self.refused
 
     def _wait_out_rate_limit(self) -> None:
         """While Thena's rate limit is spent (noted by any process), wait for its reset,
@@ -662,6 +724,9 @@ class _Runner:
             if item.entry_id:
                 _queue_reconcile(AuditEntry(pk=item.entry_id))
 
+    def _reader(self, ticket_id: str) -> Callable[[], dict]:
+        return lambda: self.client.get_ticket(ticket_id)
+
     def _end_items(self, items: list[BatchItem], outcome: str, message: str) -> None:
         with transaction.atomic():
             self._beat()
@@ -671,48 +736,54 @@ class _Runner:
 
     # One chunk
 
-    def _chunk(self, items: list[BatchItem]) -> None:
+    def _chunk(self, chunk: "_Chunk") -> "_Chunk | None":
+        """Decide, record, send and settle `chunk`; returns the next chunk, taken once this
+        one's PATCHes are answered."""
         started = time.monotonic()
-        ticket_ids = [item.ticket_id for item in items]
-        # Thena's calls end within the budget, so the locks are held for less than their
-        # lease, as a page's are.
-        budget = settings.THENA_REQUEST_BUDGET_SECONDS
-        with (
-            request_budget(budget if budget > 0 else None),
-            locks.ticket_edit_locks(ticket_ids, wait=LOCK_WAIT) as held,
-        ):
+        nxt = None
+        with chunk.locks:
             # A busy ticket comes back later, however often: an edit lock is freed by its
             # holder or, if that died, when its lease runs out.
             plans = [
                 _Plan(item)
-                if item.ticket_id in held
+                if item.ticket_id in chunk.held
                 else _Plan(item, defer=True, free=True, message="Another save held the ticket.")
-                for item in items
+                for item in chunk.items
             ]
-            ready = [plan for plan in plans if not plan.defer]
-            reads = concurrently(
-                {
-                    str(p.item.pk): (lambda p=p: self.client.get_ticket(p.item.ticket_id))
-                    for p in ready
-                }
-            )
-            for plan in ready:
-                self._decide(plan, reads[str(plan.item.pk)])
-            sending = [plan for plan in ready if plan.body and not plan.outcome and not plan.defer]
-            if self._cancelled():  # asked while the chunk was read: send nothing more
-                for plan in sending:
-                    plan.outcome = BatchItem.Outcome.CANCELLED
-                    plan.message = "Not sent: the bulk edit was cancelled."
-                sending = []
-            self._record_intents(plans, sending)
-            if sending:
-                self._send(sending)
-                self._record_outcomes(sending, started)
-            # Only while the batch is still this run's: a run that took it over has settled
-            # these items already (a lost outcome is the audit log's to settle).
-            with transaction.atomic():
-                self._beat()
-                self._update_items(plans)
+            reads = chunk.reads()
+            left = None if chunk.deadline is None else max(chunk.deadline - time.monotonic(), 0)
+            with request_budget(left):
+                for plan in plans:
+                    if not plan.defer:
+                        self._decide(plan, reads[str(plan.item.pk)])
+                sending = [p for p in plans if p.body and not p.outcome and not p.defer]
+                try:
+                    self._record_intents(plans, sending)
+                except _Cancelled:  # asked while the chunk was read: send nothing more
+                    self.cancelled = True
+                    for plan in [*sending, *(p for p in plans if p.outcome == "conflict")]:
+                        plan.outcome = BatchItem.Outcome.CANCELLED
+                        plan.message = "Not sent: the bulk edit was cancelled."
+                    sending = []
+                if sending:
+                    self._send(sending)
+            # Not while Thena's rate limit is spent (run() waits), nor once cancelled or
+            # refused (run() ends the batch).
+            if self.client.paused_until() is None and not self.cancelled and not self._refusal():
+                nxt = self._take(self._queued(besides=chunk.items))
+            try:
+                if sending:
+                    self._record_outcomes(sending, started)
+                # Only while the batch is still this run's: a run that took it over has
+                # settled these items already (a lost outcome is the audit log's to settle).
+                with transaction.atomic():
+                    self._beat()
+                    self._update_items(plans)
+            except BaseException:
+                if nxt is not None:
+                    nxt.locks.close()
+                raise
+        return nxt
 
     def _decide(self, plan: _Plan, fresh) -> None:
         item = plan.item
@@ -797,7 +868,7 @@ class _Runner:
         if not sending and not conflicts:
             return
         with transaction.atomic():
-            self._beat()
+            self._beat(cancellable=True)
             for plan in conflicts:
                 plan.entry = self._entry(plan, Outcome.CONFLICT)
             for plan in sending:
@@ -890,10 +961,7 @@ class _Runner:
 
     def _read_back(self, check: list) -> None:
         reads = concurrently(
-            {
-                str(plan.item.pk): (lambda p=plan: self.client.get_ticket(p.item.ticket_id))
-                for plan, *_ in check
-            }
+            {str(plan.item.pk): self._reader(plan.item.ticket_id) for plan, *_ in check}
         )
         for plan, reason, answered, status in check:
             now = reads[str(plan.item.pk)]

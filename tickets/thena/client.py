@@ -92,16 +92,28 @@ def concurrently[T](calls: dict[str, Callable[[], T]]) -> dict[str, T | ThenaErr
     request's budget holds in the worker threads). A call's ThenaError is its result;
     any other exception is raised. The calls must not use the database: a worker thread
     would open a connection of its own and never close it."""
+    return start_concurrently(calls)()
+
+
+def start_concurrently[T](
+    calls: dict[str, Callable[[], T]],
+) -> Callable[[], dict[str, T | ThenaError]]:
+    """`concurrently`, without waiting: the calls start now, and the function returned
+    waits for their results (the caller does other work meanwhile)."""
     futures = {
         name: _side_by_side.submit(copy_context().run, _side_by_side_call, call)
         for name, call in calls.items()
     }
-    results: dict[str, T | ThenaError] = {}
-    for name, future in futures.items():
-        try:
-            results[name] = future.result()
-        except ThenaError as error:
-            results[name] = error
+
+    def results() -> dict[str, T | ThenaError]:
+        done: dict[str, T | ThenaError] = {}
+        for name, future in futures.items():
+            try:
+                done[name] = future.result()
+            except ThenaError as error:
+                done[name] = error
+        return done
+
     return results
 
 
