@@ -12,11 +12,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.tasks import TaskResultStatus
 from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
 from tests.browser import form_data, replace, to_urlencoded
 from tests.test_audit_pg_role import readme_sql
+from tests.util import db_worker
 from tickets import services, tasks
 from tickets.audit import (
     RequestMeta,
@@ -69,16 +69,7 @@ def _ready(task) -> list[DBTaskResult]:
 
 def _run_worker() -> None:
     """One pass of `manage.py db_worker --batch`: every task due now, then stop."""
-    Worker(
-        queue_names=["default"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="pytest",
-        excluded_queue_names=[],
-    ).run()
+    db_worker().run()
 
 
 def _a_minute_passes() -> None:

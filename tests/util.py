@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import httpx
 from django import forms
 from django.utils.datastructures import MultiValueDict
+from django_tasks_db.management.commands.db_worker import Worker
 
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
@@ -137,3 +138,18 @@ def served_over_http(app):
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def db_worker(*, batch: bool = True, interval: float = 0, worker_id: str = "pytest") -> Worker:
+    """The loop of `manage.py db_worker` (without its signal handlers). `batch`: run every
+    task due now, then stop (`--batch`); else run until `.running` is set False."""
+    return Worker(
+        queue_names=["default"],
+        interval=interval,
+        batch=batch,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )

@@ -13,12 +13,12 @@ import time
 import pytest
 from django.db import connections
 from django.tasks import TaskResultStatus
-from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from playwright.sync_api import expect
 
 from tests.e2e import DESKTOP, PHONE
 from tests.e2e.conftest import SCREENSHOTS
+from tests.util import db_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("thena")]
 
@@ -35,16 +35,7 @@ FINISHED = ("Done", "Cancelled")
 def worker(live_server):
     """`manage.py db_worker` (its loop, without signal handlers) in a thread: it runs
     bulk_run as soon as a batch is confirmed, while the browser watches the page."""
-    loop = Worker(
-        queue_names=["default"],
-        interval=0.2,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="e2e-bulk",
-        excluded_queue_names=[],
-    )
+    loop = db_worker(batch=False, interval=0.2, worker_id="e2e-bulk")
 
     def run() -> None:
         try:
