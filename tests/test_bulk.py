@@ -1927,3 +1927,22 @@ def test_the_progress_partial_and_a_formula_in_a_title(manager, manager_client, 
     response = manager_client.get(f"/tickets/bulk/{batch.pk}.csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[1][2] == '\'=HYPERLINK("http://evil")'
+
+
+@pytest.mark.django_db
+def test_previews_never_confirmed_are_forgotten_after_a_day(manager, sandbox, thena):
+    team = _team(sandbox)
+    resolved = _status(thena, team["id"], "Resolved")
+    ids = [t["id"] for t in _of_team(sandbox)[:2]]
+    old = _preview(manager, team["id"], ids, {"statusId": resolved["id"]})
+    fresh = _preview(manager, team["id"], ids, {"statusId": resolved["id"]})
+    confirmed = _preview(manager, team["id"], ids, {"statusId": resolved["id"]})
+    Batch.objects.filter(pk__in=[old.pk, confirmed.pk]).update(
+        created_at=timezone.now() - timedelta(days=2)
+    )
+    Batch.objects.filter(pk=confirmed.pk).update(state=Batch.State.DONE)
+
+    bulk.drafts_prune()
+
+    assert set(Batch.objects.values_list("pk", flat=True)) == {fresh.pk, confirmed.pk}
+    assert not BatchItem.objects.filter(batch_id=old.pk).exists()

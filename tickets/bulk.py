@@ -1088,6 +1088,16 @@ def resume_if_stalled(batch: Batch) -> None:
         bulk_run.enqueue(str(batch.pk))
 
 
+DRAFT_DAYS = 1  # a preview never confirmed is forgotten after this
+
+
+def drafts_prune() -> int:
+    """Forget previews never confirmed (nothing was sent for them); for the sweep."""
+    old = timezone.now() - timedelta(days=DRAFT_DAYS)
+    deleted, _ = Batch.objects.filter(state=Batch.State.DRAFT, created_at__lt=old).delete()
+    return deleted
+
+
 def resume_stalled() -> int:
     """Queue a run for every batch whose worker stopped renewing its claim (or that was
     confirmed while no task could be queued). For `schedule_reconcile` at worker start."""

@@ -60,6 +60,7 @@ def reconcile_sweep() -> dict[str, int]:
     from . import bulk
 
     bulk.resume_stalled()
+    bulk.drafts_prune()
     if not _reads_the_edited_thena():
         return {}
     return reconcile.audit_reconcile(min_age_seconds=reconcile.IN_FLIGHT_SECONDS)
