@@ -3,6 +3,7 @@
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -265,6 +266,39 @@ THENA_REQUEST_BUDGET_SECONDS = env_float("THENA_REQUEST_BUDGET_SECONDS", 20.0)
 # The docs lost the name of this PATCH key (thena-api.md §2.2); this spelling is a guess,
 # so it is a setting. Confirm it against GET /swagger-json of your organisation.
 THENA_AUTO_LINK_FIELD = os.getenv("THENA_AUTO_LINK_FIELD", "").strip() or "autoLinkSlackChannel"
+# "Open in Thena" on the ticket page: the address of a ticket in Thena's web app, as a
+# template with {id} and/or {identifier} (e.g. https://app.thena.ai/tickets/{identifier}).
+# Thena does not document that address, so it is a setting; empty hides the link.
+THENA_WEB_URL_PLACEHOLDERS = ("{id}", "{identifier}")
+
+
+def thena_web_url(template: str) -> str:
+    """THENA_WEB_URL checked: empty, or an http(s) URL with a host whose only braces are
+    the placeholders (at least one of them)."""
+    template = template.strip()
+    if not template:
+        return ""
+    rest = template
+    for placeholder in THENA_WEB_URL_PLACEHOLDERS:
+        rest = rest.replace(placeholder, "")
+    parts = urlsplit(template)
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.netloc
+        or "{" in parts.netloc
+        or "{" in rest
+        or "}" in rest
+        or rest == template
+        or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in template)
+    ):
+        raise ImproperlyConfigured(
+            "THENA_WEB_URL must be empty or an http(s) URL with {id} and/or {identifier} as "
+            "its only placeholders, e.g. https://app.thena.ai/tickets/{identifier}."
+        )
+    return template
+
+
+THENA_WEB_URL = thena_web_url(os.getenv("THENA_WEB_URL", ""))
 # A reason (the audit entry's `reason`) is required for every change: edits and reverts.
 THENA_REQUIRE_REASON = env_bool("THENA_REQUIRE_REASON", False)
 # The in-process sandbox lives in one process: served by several (gunicorn workers, or

@@ -535,6 +535,56 @@ def ticket_edit_load(*, user, ticket_id: str) -> TicketEdit:
     return TicketEdit(ticket=ticket, choices=team_choices_load(ticket.get("teamId") or ""))
 
 
+# A ticket identifier as Thena shows it (e.g. SUP-12): the team's prefix and a number.
+TICKET_IDENTIFIER = re.compile(r"[A-Z][A-Z0-9]*-[0-9]+", re.IGNORECASE)
+IDENTIFIER_TTL = 60  # seconds an identifier's ticket id is kept in the shared cache
+IDENTIFIER_SEARCH_SIZE = 250  # the most one search page returns (Typesense's limit)
+
+
+def _identifier_key(identifier: str) -> str:
+    return f"thena:ticket-identifier:{_key_part(identifier.upper())}"
+
+
+def _search_identifier(identifier: str) -> str | None:
+    """The id of the one ticket whose identifier is `identifier` (case-insensitive), from
+    Thena's search; None when none (or, which Thena should never answer, several) match.
+    Search matches more than the identifier (SUP-1 finds SUP-12), so the documents are
+    compared exactly."""
+    result = get_client().search_tickets(
+        identifier, query_by="ticketIdentifier", per_page=IDENTIFIER_SEARCH_SIZE
+    )
+    wanted = identifier.upper()
+    ids = {
+        document["id"]
+        for document in result.items
+        if isinstance(document.get("id"), str)
+        and document["id"]
+        and str(document.get("ticketIdentifier") or "").upper() == wanted
+    }
+    if len(ids) > 1:
+        logger.warning("Thena's search has several tickets with identifier %s", identifier)
+    return next(iter(ids)) if len(ids) == 1 else None
+
+
+def ticket_id_resolve(*, user, identifier: str) -> str:
+    """The id of the ticket whose identifier (e.g. SUP-12, any case) is `identifier`.
+    Raises ThenaNotFound when the value is no identifier, no ticket has it, or the ticket
+    is outside the user's teams (which looks exactly like no ticket); ThenaError when Thena
+    cannot say. A found id is kept in the shared cache for IDENTIFIER_TTL seconds; a miss
+    is not, so a new ticket resolves at once."""
+    if len(identifier) > 64 or not TICKET_IDENTIFIER.fullmatch(identifier):
+        raise ThenaNotFound()
+    key = _identifier_key(identifier)
+    ticket_id = cache.get(key)
+    if not isinstance(ticket_id, str):
+        ticket_id = _search_identifier(identifier)
+        if ticket_id is None:
+            raise ThenaNotFound()
+        cache.set(key, ticket_id, IDENTIFIER_TTL)
+    ticket_check_scope(user=user, ticket_id=ticket_id)
+    return ticket_id
+
+
 def ticket_edit_load_submitted(
     *, user, ticket_id: str, token: str, account_id: str = ""
 ) -> TicketEdit | None:

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
@@ -80,12 +81,26 @@ def _check_scope(request: HttpRequest, ticket_id: str, *, fresh: bool = False) -
         raise Http404("No such ticket.") from None
 
 
+def _thena_web_url(ticket: dict) -> str:
+    """The ticket's address in Thena's web app from settings.THENA_WEB_URL, each value
+    URL-quoted whole; empty (no link) when unset or a value it needs is missing."""
+    url = settings.THENA_WEB_URL
+    for placeholder, key in (("{id}", "id"), ("{identifier}", "ticketIdentifier")):
+        if placeholder in url:
+            value = ticket.get(key)
+            if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+                return ""
+            url = url.replace(placeholder, quote(str(value), safe=""))
+    return url
+
+
 def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
     template = DETAIL + ("#ticket-main" if _is_partial(request) else "")
     can_audit = request.user.has_perm("tickets.view_auditentry")
     context = {
         "edit": edit,
         "ticket": edit.ticket,
+        "thena_web_url": _thena_web_url(edit.ticket),
         "form": form,
         "conflict": conflict,
         "can_edit": request.user.has_perm("tickets.edit_ticket"),
@@ -134,10 +149,32 @@ def ticket_detail(request: HttpRequest, ticket_id: str) -> HttpResponse:
     if request.method == "POST":
         return _ticket_submit(request, ticket_id)
     try:
-        edit = _load(request, ticket_id)
+        edit = services.ticket_edit_load(user=request.user, ticket_id=ticket_id)
+    except ThenaNotFound:
+        # Ids first: a real id costs no search, even one that looks like an identifier.
+        return _identifier_redirect(request, ticket_id)
     except ThenaError as error:
-        return render(request, DETAIL, {"load_error": error.user_message}, status=502)
+        return _load_failed(request, error)
     return _page(request, edit, edit.form())
+
+
+def _load_failed(request: HttpRequest, error: ThenaError) -> HttpResponse:
+    return render(request, DETAIL, {"load_error": error.user_message}, status=502)
+
+
+def _identifier_redirect(request: HttpRequest, value: str) -> HttpResponse:
+    """A ticket identifier (e.g. SUP-12) where the id goes: a redirect to the ticket's
+    own URL. No such ticket, one outside the user's teams, or no identifier: a 404."""
+    try:
+        ticket_id = services.ticket_id_resolve(user=request.user, identifier=value)
+    except ThenaNotFound:
+        raise Http404("No such ticket.") from None
+    except ThenaError as error:
+        return _load_failed(request, error)
+    url = _ticket_url(ticket_id)
+    if not url or ticket_id == value:  # no URL can carry it, or it just answered 404
+        raise Http404("No such ticket.")
+    return redirect(url)
 
 
 def _submitted(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
