@@ -47,17 +47,17 @@ from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
 from .services import (
     GATEWAY_ERRORS,
     Labeller,
-    _cached_team_name,
-    _changes,
-    _in_scope,
-    _input_values,
-    _queue_reconcile,
-    _split,
-    _ticket_ref,
+    edits_split,
+    entry_changes,
+    in_scope,
+    input_reader,
     patch_body,
+    reconcile_queue,
     team_choices_load,
     team_list,
+    team_name_cached,
     team_scope_get,
+    ticket_ref,
 )
 from .tasks import bulk_run
 from .thena import wire
@@ -119,14 +119,14 @@ def bulk_team_load(*, user, team_id: str) -> tuple[dict, Choices]:
     """The team a bulk edit sets values in, and its choices; BulkRefused when the user may
     not pick it."""
     _check_may_bulk(user)
-    if not team_id or not _in_scope(user, team_id):
+    if not team_id or not in_scope(user, team_id):
         raise BulkRefused("Choose one of your teams on the ticket list first.")
     try:
         team = next((t for t in team_list() if t.get("id") == team_id), None)
     except ThenaError:
         # The form still shows (with what the cache holds), so no input is lost; reading
         # the tickets will say what is wrong.
-        team = {"id": team_id, "name": _cached_team_name(team_id) or team_id}
+        team = {"id": team_id, "name": team_name_cached(team_id) or team_id}
     if team is None:
         raise BulkRefused("Choose one of your teams on the ticket list first.")
     return team, team_choices_load(team_id)
@@ -262,7 +262,7 @@ def _readable_inputs(ticket: dict, values: dict) -> dict:
     """The batch's inputs as `ticket` holds them (PATCH JSON; a custom field's data),
     leaving out what cannot be read: write-only fields, and custom fields Thena sends in
     a shape that cannot be written back."""
-    read = _input_values(ticket, wire.ticket_values(ticket))
+    read = input_reader(ticket, wire.ticket_values(ticket))
     hidden = wire.unreadable(ticket)
     exact = wire.cf_exact(ticket)
     return {
@@ -340,7 +340,7 @@ def batch_get(*, user, batch_id) -> Batch:
     otherwise (the page is a 404 rather than a hint that the batch exists)."""
     batch = Batch.objects.select_related("created_by").get(pk=batch_id)
     mine = batch.created_by_id == user.pk
-    if not mine and not (user.has_perm("tickets.bulk_edit") and _in_scope(user, batch.team_id)):
+    if not mine and not (user.has_perm("tickets.bulk_edit") and in_scope(user, batch.team_id)):
         raise Batch.DoesNotExist
     if batch.state == Batch.State.DRAFT and not mine:
         raise Batch.DoesNotExist  # someone's unconfirmed preview is theirs alone
@@ -696,7 +696,7 @@ class _Runner:
             self.refused = "Not sent: the bulk edit's author no longer has an active account."
         elif not (user.has_perm("tickets.bulk_edit") and user.has_perm("tickets.edit_ticket")):
             self.refused = "Not sent: the author may no longer edit tickets in bulk."
-        elif not _in_scope(user, self.batch.team_id):
+        elif not in_scope(user, self.batch.team_id):
             self.refused = "Not sent: the team is no longer one of the author's teams."
         self.user = user
         return self.refused
@@ -722,7 +722,7 @@ class _Runner:
         BatchItem.objects.bulk_update(interrupted, ["state", "outcome", "message"])
         for item in interrupted:
             if item.entry_id:
-                _queue_reconcile(AuditEntry(pk=item.entry_id))
+                reconcile_queue(AuditEntry(pk=item.entry_id))
 
     def _reader(self, ticket_id: str) -> Callable[[], dict]:
         return lambda: self.client.get_ticket(ticket_id)
@@ -796,7 +796,7 @@ class _Runner:
             return
         plan.fresh = fresh
         team_id = fresh.get("teamId")
-        if not _in_scope(self.user, team_id):
+        if not in_scope(self.user, team_id):
             plan.outcome, plan.message = "skipped", "Not sent: it is no longer in your teams."
             return
         if team_id != self.batch.team_id:
@@ -805,7 +805,7 @@ class _Runner:
             plan.message = f"Not sent: it moved to another team ({where}) since the preview."
             return
         wanted = self.batch.values
-        if _split(wanted)[1] and not wire.cf_exact(fresh):
+        if edits_split(wanted)[1] and not wire.cf_exact(fresh):
             plan.outcome = "skipped"
             plan.message = (
                 "Not sent: Thena sends this ticket's custom field values in a shape that cannot "
@@ -813,7 +813,7 @@ class _Runner:
             )
             return
         now = wire.ticket_values(fresh)
-        theirs = _input_values(fresh, now)
+        theirs = input_reader(fresh, now)
         hidden = wire.unreadable(fresh)
         edits = {
             name: value
@@ -829,7 +829,7 @@ class _Runner:
         ]
         body = patch_body(fresh, edits)
         labels = Labeller(self.labels.choices, (fresh,))
-        plan.changes = _changes(now, body, hidden, labels)
+        plan.changes = entry_changes(now, body, hidden, labels)
         if moved:
             names = ", ".join(
                 f"{input_label(self.labels.choices.custom_fields, n)} "
@@ -842,14 +842,14 @@ class _Runner:
         if not body:
             plan.outcome, plan.message = "no_change", "It already had these values."
             return
-        plan.body, plan.custom = body, _split(edits)[1]
+        plan.body, plan.custom = body, edits_split(edits)[1]
         plan.bulk = self.bulk_endpoint and set(body) <= BULK_FIELDS
 
     def _entry(self, plan: _Plan, outcome: str = Outcome.PENDING) -> AuditEntry:
         return entry_row(
             action=Action.TICKET_UPDATE,
             actor=self.user,
-            ticket=_ticket_ref(plan.fresh),
+            ticket=ticket_ref(plan.fresh),
             changes=plan.changes,
             request_body=plan.body,
             outcome=outcome,
@@ -1015,7 +1015,7 @@ class _Runner:
                     )
         for plan in plans:
             if plan.outcome == "unknown":
-                _queue_reconcile(plan.entry)
+                reconcile_queue(plan.entry)
 
     def _update_items(self, plans: list[_Plan]) -> None:
         """Write each item's new state: one UPDATE per distinct outcome and message (a

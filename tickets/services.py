@@ -119,7 +119,7 @@ def team_scope_get(user) -> frozenset[str] | None:
     return user._team_scope
 
 
-def _in_scope(user, team_id: str | None) -> bool:
+def in_scope(user, team_id: str | None) -> bool:
     scope = team_scope_get(user)
     return scope is None or team_id in scope
 
@@ -135,7 +135,7 @@ def _visible(user, ticket: dict) -> dict:
     """The ticket, or ThenaNotFound when it is outside the user's teams: a ticket of
     another team looks exactly like one that does not exist."""
     _remember_team(ticket)  # before the check: a move seen by anyone is known to all
-    if not _in_scope(user, ticket.get("teamId")):
+    if not in_scope(user, ticket.get("teamId")):
         raise ThenaNotFound()
     return ticket
 
@@ -153,7 +153,7 @@ def ticket_check_scope(*, user, ticket_id: str, fresh: bool = False) -> None:
         ticket = get_client().get_ticket(ticket_id)
         _remember_team(ticket)
         team_id = ticket.get("teamId")
-    if not _in_scope(user, team_id):
+    if not in_scope(user, team_id):
         raise ThenaNotFound()
 
 
@@ -594,7 +594,7 @@ def ticket_edit_load_submitted(
     be trusted. `account_id` is the account the user picked: one found by search is added
     to the choices, so a re-rendered picker still shows it selected."""
     snapshot = Snapshot.load(token, ticket_id=ticket_id)
-    if not _in_scope(user, snapshot.ticket.get("teamId")):
+    if not in_scope(user, snapshot.ticket.get("teamId")):
         return None
     # Lists Thena did not send stay missing, as the page showed them; the form still
     # offers the current values.
@@ -611,7 +611,7 @@ def _account_options(listed: list, account_id: str) -> list[tuple[str, str]]:
         return [(account_id, account_id), *listed]  # no name to be had: the id will do
 
 
-def _ticket_ref(ticket: dict) -> dict:
+def ticket_ref(ticket: dict) -> dict:
     """What the audit entry keeps of a ticket (audit.record_attempt makes any text fit
     its column: a ticket Thena holds oddly can still be edited, and its edits logged)."""
     return {
@@ -619,7 +619,7 @@ def _ticket_ref(ticket: dict) -> dict:
     }
 
 
-def _cached_team_name(team_id: str | None) -> str | None:
+def team_name_cached(team_id: str | None) -> str | None:
     """The team's name if the team list team_list() caches holds it (no request to
     Thena: a refused edit is logged whatever Thena's state)."""
     teams = cache.get("thena:teams") if team_id else None
@@ -680,7 +680,7 @@ def ticket_update_deny(
         ticket={
             "id": ticket_id,
             "teamId": team_id,
-            "teamName": team_name or _cached_team_name(team_id),
+            "teamName": team_name or team_name_cached(team_id),
         },
         changes={},
         request_body={},
@@ -745,7 +745,7 @@ class EditFailed(ThenaError):
     """Thena surely did not apply the edit; `user_message` says why."""
 
 
-def _input_values(ticket: dict, values: dict) -> Callable[[str], object]:
+def input_reader(ticket: dict, values: dict) -> Callable[[str], object]:
     """A reader of one input's value on `ticket`: the PATCH JSON of a field (from
     `values`, its wire.ticket_values), or the data of a custom field (cf__<uid>)."""
 
@@ -757,7 +757,7 @@ def _input_values(ticket: dict, values: dict) -> Callable[[str], object]:
     return read
 
 
-def _split(edits: dict) -> tuple[dict, dict]:
+def edits_split(edits: dict) -> tuple[dict, dict]:
     """Field edits and custom-field edits (by uid)."""
     fields = {n: v for n, v in edits.items() if not n.startswith(CF_PREFIX)}
     custom = {n.removeprefix(CF_PREFIX): v for n, v in edits.items() if n.startswith(CF_PREFIX)}
@@ -767,7 +767,7 @@ def _split(edits: dict) -> tuple[dict, dict]:
 def patch_body(ticket: dict, edits: dict) -> dict:
     """The PATCH body for the user's edits over `ticket` as Thena has it now: custom-field
     edits rewrite only their own items of the ticket's current list."""
-    fields, custom = _split(edits)
+    fields, custom = edits_split(edits)
     if custom:
         fields["customFieldValues"] = wire.cf_merge(wire.cf_items(ticket), custom)
     return fields
@@ -818,7 +818,7 @@ def _update_locked(
     user, edit: TicketEdit, snapshot: Snapshot, edits: dict, meta, intent: Intent
 ) -> UpdateResult:
     client = get_client()
-    seen = _input_values(snapshot.ticket, snapshot.values)
+    seen = input_reader(snapshot.ticket, snapshot.values)
     try:
         fresh = client.get_ticket(edit.ticket_id)
     except ThenaError as error:
@@ -826,7 +826,7 @@ def _update_locked(
         labels = Labeller(edit.choices, (snapshot.ticket,))
         _record_unsent(user, snapshot.ticket, edits, reason, meta, intent, labels)
         raise
-    if not _in_scope(user, fresh.get("teamId")):
+    if not in_scope(user, fresh.get("teamId")):
         ticket_update_deny(
             user=user,
             ticket_id=edit.ticket_id,
@@ -839,8 +839,8 @@ def _update_locked(
     # Names for the ids recorded: the page's choices, then both reads' own names.
     labels = Labeller(edit.choices, (fresh, snapshot.ticket))
     now = wire.ticket_values(fresh)
-    theirs = _input_values(fresh, now)
-    if _split(edits)[1] and not wire.cf_exact(fresh):
+    theirs = input_reader(fresh, now)
+    if edits_split(edits)[1] and not wire.cf_exact(fresh):
         reason = "the ticket's custom field values cannot be read exactly now"
         _record_unsent(user, fresh, edits, reason, meta, intent, labels)
         raise EditFailed(
@@ -859,7 +859,7 @@ def _update_locked(
     moved = {
         name for name in edits if name not in hidden and not wire.equal(theirs(name), seen(name))
     }
-    custom = _split(edits)[1]
+    custom = edits_split(edits)[1]
     body = patch_body(fresh, edits)
     kept = [
         field_label(name)
@@ -871,8 +871,8 @@ def _update_locked(
         return audit.record_attempt(
             action=Action.TICKET_UPDATE,
             actor=user,
-            ticket=_ticket_ref(fresh),
-            changes=_changes(now, body, hidden, labels),
+            ticket=ticket_ref(fresh),
+            changes=entry_changes(now, body, hidden, labels),
             request_body=body,
             outcome=outcome,
             message=message,
@@ -928,11 +928,11 @@ def _record_unsent(
     hidden = wire.unreadable(ticket)
     if not wire.cf_exact(ticket):
         hidden |= {"customFieldValues"}
-    changes = _changes(wire.ticket_values(ticket), patch_body(ticket, edits), hidden, labels)
+    changes = entry_changes(wire.ticket_values(ticket), patch_body(ticket, edits), hidden, labels)
     audit.record_attempt(
         action=Action.TICKET_UPDATE,
         actor=user,
-        ticket=_ticket_ref(ticket),
+        ticket=ticket_ref(ticket),
         changes=changes,
         request_body={},
         outcome="failed",
@@ -1011,11 +1011,11 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
     else:
         found = "the ticket has changed since, but not to the values sent"
     sent.record("unknown", status, f"{reason} Read back: {found}.", now)
-    _queue_reconcile(sent.entry)
+    reconcile_queue(sent.entry)
     raise OutcomeUnknown(sent.entry, found)
 
 
-def _queue_reconcile(entry: AuditEntry) -> None:
+def reconcile_queue(entry: AuditEntry) -> None:
     """Ask the task worker to settle `entry` once the in-flight window has passed. Never
     fails the request: an entry whose task could not be queued is left to the sweep."""
     try:
@@ -1110,7 +1110,7 @@ def _cf_text(definition: dict, data) -> str:
     return ", ".join(words)
 
 
-def _changes(
+def entry_changes(
     before: dict, body: dict, unreadable: frozenset[str], labels: Labeller | None = None
 ) -> dict:
     """Each sent field's before and after; a write-only field has no "before" (it could
@@ -1287,7 +1287,7 @@ def revert_plan(*, user, number: int) -> RevertPlan:
         refusal = NOT_SETTLED.format(outcome=outcome)
     elif not user.has_perm("tickets.edit_ticket"):
         refusal = "Reverting a change needs the permission to edit tickets."
-    elif not _in_scope(user, entry.team_id) or not _in_scope(
+    elif not in_scope(user, entry.team_id) or not in_scope(
         user, cache.get(_ticket_team_key(entry.ticket_id), entry.team_id)
     ):
         refusal = "This ticket is not in your teams now, so it cannot be changed from here."
@@ -1403,7 +1403,7 @@ def ticket_revert(
         nothing = UpdateResult(entry=None, ticket={}, sent={}, kept_upstream=[])
         return RevertResult(nothing, plan, [], [], [])
     edit = ticket_edit_load(user=user, ticket_id=entry.ticket_id)
-    if _split(edits)[1] and not wire.cf_exact(edit.ticket):
+    if edits_split(edits)[1] and not wire.cf_exact(edit.ticket):
         raise RevertRefused(REVERT_CUSTOM_NOT_EXACT)
     snapshot = Snapshot(_revert_seen_ticket(edit.ticket, seen))
     intent = Intent(reason=reason, revert_of=entry.id)
@@ -1433,7 +1433,7 @@ def _revert_chosen(plan: RevertPlan, names: list[str] | None) -> list[RevertFiel
 def _revert_seen_ticket(ticket: dict, seen: dict) -> dict:
     """`ticket` as it reads had it held `seen` (input name -> value as edits hold it). The
     display name beside an id seen is dropped: it names the id the ticket holds now."""
-    values, custom = _split(seen)
+    values, custom = edits_split(seen)
     shown = {**ticket, **values}
     for name in values:
         shown.pop(CURRENT_LABELS.get(name, ""), None)
@@ -1468,7 +1468,7 @@ def _revert_conflict(
 ) -> RevertConflict:
     """The three-way view of every field that clashed now or at an earlier confirmation,
     with Thena's values now; the token keeps those values as what the user saw."""
-    theirs = _input_values(conflict.fresh, wire.ticket_values(conflict.fresh))
+    theirs = input_reader(conflict.fresh, wire.ticket_values(conflict.fresh))
     clashing = set(seen_then) | {f.name for f in conflict.fields}
     labels = edit.choices.custom_fields
     rows = [
