@@ -98,7 +98,8 @@ def test_an_assignee_is_recorded_by_name(manager_client, sandbox, ticket):
 def test_an_id_with_no_known_name_gets_no_label():
     labels = services.Labeller(services.Choices(statuses=[("st_known", "Known")]))
     body = {"statusId": "st_new", "title": "Plain text"}
-    changes = services.entry_changes({"statusId": "st_known", "title": "Old"}, body, frozenset(), labels)
+    before = {"statusId": "st_known", "title": "Old"}
+    changes = services.entry_changes(before, body, frozenset(), labels)
     assert changes["statusId"] == {"before": "st_known", "before_label": "Known", "after": "st_new"}
     assert changes["title"] == {"before": "Old", "after": "Plain text"}  # text has no labels
 

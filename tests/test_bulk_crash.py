@@ -25,7 +25,7 @@ from django.db import connection
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from tests.util import served_over_http
+from tests.util import served_over_http, shared_cache_clear
 from tickets import bulk, locks, tasks
 from tickets.audit import RequestMeta
 from tickets.models import AuditEntry, Batch, BatchItem, TicketEditLock
@@ -185,6 +185,7 @@ def deployment(tmp_path, manager, settings):
     sandbox = SandboxApp(SandboxConfig(latency_ms=30, ticket_count=1000, rate_window_seconds=3600))
     gate = Gate(sandbox)
     with ExitStack() as stack:
+        stack.callback(shared_cache_clear)  # last: the workers' lookups and pauses
         stack.enter_context(served_over_http(gate))
         url = get_client().base_url
         settings.THENA_API_BASE_URL = url
@@ -253,6 +254,10 @@ def _wait(deployment: Deployment, what: str, done, timeout: float = 120) -> None
 
 def _wait_held(deployment: Deployment, what: str) -> None:
     _wait(deployment, what, deployment.gate.held.is_set, timeout=60)
+
+
+def _done(batch: Batch) -> int:
+    return batch.items.filter(state="done").count()
 
 
 def _claim(batch: Batch) -> tuple[str, object]:
@@ -343,6 +348,9 @@ def test_killed_twice_the_batch_resumes_and_sends_each_ticket_once(deployment, m
     deployment.gate.arm("GET", TICKET_PATH, after=3 * CHUNK)
     second = deployment.start_worker()
     _wait_held(deployment, "the next worker's re-reads")
+    # A chunk's re-reads start as soon as the chunk before is answered: wait for that
+    # chunk's outcomes to be written, so the kill lands on the re-reads alone.
+    _wait(deployment, "the third chunk's outcomes", lambda: _done(batch) == 14 * CHUNK)
     # It waited out the first worker's lease before it took the batch over.
     _taken_over_after_the_lease(batch, dead)
     dead = _claim(batch)
@@ -420,6 +428,7 @@ def test_a_takeover_within_the_edit_locks_lease_sends_the_locked_tickets_later(d
     deployment.gate.arm("GET", TICKET_PATH, after=10 * CHUNK)
     first = deployment.start_worker()
     _wait_held(deployment, "the eleventh chunk's re-reads")
+    _wait(deployment, "the tenth chunk's outcomes", lambda: _done(batch) == 10 * CHUNK)
     deployment.kill(first)
     locked = set(
         batch.items.filter(position__range=(10 * CHUNK, 11 * CHUNK - 1)).values_list(

@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 
 from tests.browser import form_data, replace, to_urlencoded
+from tests.util import shared_cache_clear
 from tickets import tasks
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.models import AuditEntry
@@ -117,6 +118,7 @@ def deployment(tmp_path, manager, collected_static, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     manager.set_password(PASSWORD)
     manager.save()
+    shared_cache_clear()
     # The rate-limit window outlasts the test: a pause is never waited out.
     sandbox = SandboxApp(SandboxConfig(rate_window_seconds=3600))
     server = make_server(sandbox, "127.0.0.1", 0)
@@ -140,6 +142,7 @@ def deployment(tmp_path, manager, collected_static, settings):
             _wait_until_live(url, process, log)
         yield sandbox, urls[0][0], urls[1][0], env
         stack.close()
+    shared_cache_clear()
 
 
 def _login(url: str) -> httpx.Client:

@@ -153,3 +153,14 @@ def db_worker(*, batch: bool = True, interval: float = 0, worker_id: str = "pyte
         worker_id=worker_id,
         excluded_queue_names=[],
     )
+
+
+def shared_cache_clear() -> None:
+    """Empty the database cache the server processes share (tests/settings.py gives the
+    test process a cache of its own, which conftest clears): what subprocesses of one test
+    cached (a team's lookups, a rate-limit pause) must not reach the next test's."""
+    from django.conf import settings
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(settings.CACHE_TABLE)}")
