@@ -45,18 +45,19 @@ from .audit.export import csv_cell
 from .forms import CF_PREFIX, Choices, input_label
 from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
 from .services import (
-    GATEWAY_ERRORS,
     Labeller,
     edits_split,
     entry_changes,
     in_scope,
     input_reader,
     patch_body,
+    read_back_outcome,
     reconcile_queue,
     team_choices_load,
     team_list,
     team_name_cached,
     team_scope_get,
+    thena_answered,
     ticket_ref,
 )
 from .tasks import bulk_run
@@ -966,22 +967,20 @@ class _Runner:
         for plan, reason, answered, status in check:
             now = reads[str(plan.item.pk)]
             now = None if isinstance(now, ThenaError) else now
-            applied = wire.applied(now, plan.body, plan.custom) if now is not None else False
-            unchanged = now is not None and now.get("updatedAt") == plan.fresh.get("updatedAt")
             plan.status = status
             plan.updated_at = str((now or {}).get("updatedAt") or "")
-            if applied:
-                plan.outcome = "succeeded"
+            plan.outcome = read_back_outcome(
+                now, plan.fresh, plan.body, plan.custom, answered=answered
+            )
+            if plan.outcome == "succeeded":
                 plan.message = f"{reason} Reading the ticket back shows the change."
-            elif answered and unchanged:
-                plan.outcome = "failed"
+            elif plan.outcome == "failed":
                 plan.message = f"{reason} Reading the ticket back shows it unchanged."
             else:
-                plan.outcome = "unknown"
                 found = (
                     "the ticket could not be read back"
                     if now is None
-                    else ("the ticket does not show the change yet")
+                    else "the ticket does not show the change yet"
                 )
                 plan.message = f"{reason} Read back: {found}; the audit log settles it later."
 
@@ -1066,11 +1065,8 @@ def _link_entries(entries: dict[int, int], *, sending: bool = False) -> int:
 
 
 def _unsure(plan: _Plan, error: ThenaError) -> tuple[_Plan, str, bool, int | None]:
-    """A PATCH whose outcome the error leaves open, for a read-back. A gateway's 502/503/504
-    says a proxy gave up, not that Thena is done with the request."""
-    status = error.status_code
-    answered = status is not None and status not in GATEWAY_ERRORS
-    return plan, error.detail or error.user_message, answered, status
+    """A PATCH whose outcome the error leaves open, for a read-back."""
+    return plan, error.detail or error.user_message, thena_answered(error), error.status_code
 
 
 def _stalled(batch: Batch) -> bool:

@@ -906,11 +906,13 @@ def _update_locked(
         if not error.outcome_unknown:
             sent.record("failed", error.status_code, reason)
             raise
-        # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left. A
-        # gateway's 502/503/504 says a proxy gave up, not that Thena is done with it.
-        answered = error.status_code is not None and error.status_code not in GATEWAY_ERRORS
+        # Thena answered (5xx, an odd 2xx) or went silent after the PATCH left.
         return _settle(
-            sent, _read_back(client, edit.ticket_id), reason, answered, error.status_code
+            sent,
+            _read_back(client, edit.ticket_id),
+            reason,
+            thena_answered(error),
+            error.status_code,
         )
     applied = wire.applied(updated, body, custom)
     # Only write-only values sent: a ticket that moved on is the best evidence there is.
@@ -944,6 +946,26 @@ def _record_unsent(
 
 
 GATEWAY_ERRORS = frozenset({502, 503, 504})
+
+
+def thena_answered(error: ThenaError) -> bool:
+    """Whether Thena itself answered (so is done with the request): a gateway's 502, 503
+    or 504 says a proxy gave up, and no answer says nothing."""
+    return error.status_code is not None and error.status_code not in GATEWAY_ERRORS
+
+
+def read_back_outcome(
+    now: dict | None, fresh: dict, body: dict, custom: dict, *, answered: bool
+) -> str:
+    """The outcome of a PATCH whose answer did not show it, from one read-back (`now`,
+    None when it failed) of the ticket that was `fresh` just before: applied is
+    "succeeded"; untouched since, after Thena finished with the request, is "failed";
+    anything else stays "unknown"."""
+    if now is not None and wire.applied(now, body, custom):
+        return "succeeded"
+    if answered and now is not None and now.get("updatedAt") == fresh.get("updatedAt"):
+        return "failed"
+    return "unknown"
 
 
 @dataclass(frozen=True)
@@ -986,15 +1008,12 @@ def _read_back(client, ticket_id: str) -> dict | None:
 
 
 def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) -> UpdateResult:
-    """The outcome of a PATCH whose answer did not show it, from one read-back: applied
-    is "succeeded"; untouched since the re-read, after Thena finished with the request,
-    is "failed"; anything else stays "unknown"."""
-    applied = wire.applied(now, sent.body, sent.custom) if now is not None else False
-    unchanged = now is not None and now.get("updatedAt") == sent.fresh.get("updatedAt")
-    if applied:
+    """Record what one read-back shows (read_back_outcome), and tell the user."""
+    outcome = read_back_outcome(now, sent.fresh, sent.body, sent.custom, answered=answered)
+    if outcome == "succeeded":
         sent.record("succeeded", status, f"{reason} Reading the ticket back shows the change.", now)
         return sent.result(now)
-    if answered and unchanged:
+    if outcome == "failed":
         sent.record("failed", status, f"{reason} Reading the ticket back shows it unchanged.", now)
         raise EditFailed(
             "Thena answered in a way we did not expect, and reading the ticket back shows it "
@@ -1004,9 +1023,9 @@ def _settle(sent: _Sent, now: dict | None, reason: str, answered: bool, status) 
         )
     if now is None:
         found = "the ticket could not be read back to check"
-    elif unchanged:
+    elif now.get("updatedAt") == sent.fresh.get("updatedAt"):
         found = "the ticket does not show it yet, but the change may still arrive"
-    elif applied is None:  # only write-only values were sent
+    elif wire.applied(now, sent.body, sent.custom) is None:  # only write-only values sent
         found = "the ticket has changed since, but Thena does not return the values sent"
     else:
         found = "the ticket has changed since, but not to the values sent"

@@ -2,6 +2,7 @@
 batch run, cancel it, and download its results."""
 
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -28,6 +29,12 @@ def _selection(data) -> bulk.Selection:
     )
 
 
+def _list_url(team_id: str) -> str:
+    """The ticket list of the team (a team id as any text: it goes through urlencode)."""
+    query = urlencode({"team": team_id}) if team_id else ""
+    return reverse("tickets:list") + (f"?{query}" if query else "")
+
+
 # /tickets/bulk/
 @require_http_methods(["GET", "POST"])
 @permission_required("tickets.bulk_edit", raise_exception=True)
@@ -35,7 +42,7 @@ def bulk_edit(request: HttpRequest) -> HttpResponse:
     """GET: the values to set for the selection in the query string. POST: a preview
     (a draft batch), then its page; on any problem the form again, with the input."""
     selection = _selection(request.POST if request.method == "POST" else request.GET)
-    back = reverse("tickets:list") + (f"?team={selection.team_id}" if selection.team_id else "")
+    back = _list_url(selection.team_id)
     if not selection.everything and not selection.ticket_ids:
         messages.error(request, "Tick the tickets to edit, or choose “all matching”.")
         return redirect(back)
@@ -135,7 +142,7 @@ def _act(request: HttpRequest, batch: Batch) -> HttpResponse:
     elif action == "discard":
         bulk.batch_discard(user=request.user, batch=batch)
         messages.info(request, "Preview discarded: nothing was sent.")
-        return redirect(reverse("tickets:list") + f"?team={batch.team_id}")
+        return redirect(_list_url(batch.team_id))
     else:
         messages.error(request, "Unknown action.")
     return page
