@@ -37,10 +37,8 @@ import json
 import math
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -48,23 +46,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from processes import ROOT, Broken, free_port, run, run_bench, start, wait_until_up
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sandbox-demo-key"
 TARGET_DIRECT = 1.3
 TARGET_RATE = 1.1
 BULK_FIELDS = {"statusId", "typeId", "priorityId", "assignedAgentId", "isPrivate"}
 DUE_DATE = "2027-01-15T09:30"  # what the bulk form's datetime-local input posts
-
-
-class Broken(Exception):
-    """The setup did not work: nothing was measured."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the sandbox process -----------------------------------------------------------------
@@ -402,29 +390,6 @@ def _ok(response: httpx.Response) -> dict:
 # -- the bench ------------------------------------------------------------------------------
 
 
-def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def run(cmd: list[str], env: dict, timeout: float = 900) -> None:
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise Broken(f"{' '.join(cmd[1:4])} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise Broken(f"{url} did not come up; log tail:\n{log.read_text(errors='replace')[-2000:]}")
-
-
 def pick_team(api: httpx.Client, want: int) -> tuple[str, str, list[str]]:
     """The team with most tickets: (id, name, the ids of `want` of its tickets)."""
     teams = [t for t in _ok(api.get("/v1/teams"))["data"] if not t.get("parentTeamId")]
@@ -488,7 +453,7 @@ def bench(args, tmp: Path, procs: list) -> None:
     serve = [py, me, "--serve-sandbox", str(port), "--sandbox-tickets", str(args.sandbox_tickets)]
     procs.append(start([*serve, "--latency-ms", str(args.latency_ms)], env, sandbox_log))
     wait_until_up(f"{sandbox_url}/health", procs[0], sandbox_log)
-    run([py, "manage.py", "migrate", "--noinput"], env)
+    run([py, "manage.py", "migrate", "--noinput"], env, timeout=900)
     engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
 
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
@@ -672,23 +637,7 @@ def main() -> int:
         return 0
     if not 1 <= args.tickets <= 1000:
         parser.error("--tickets must be 1 to 1000 (BULK_MAX_TICKETS)")
-    procs: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="thena-bench-") as tmp:
-        try:
-            bench(args, Path(tmp), procs)
-        except (Broken, httpx.HTTPError, subprocess.TimeoutExpired) as error:
-            print(f"bench setup broken: {error}", file=sys.stderr)
-            return 1
-        finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in reversed(procs):
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-    return 0
+    return run_bench(bench, args)
 
 
 if __name__ == "__main__":

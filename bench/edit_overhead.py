@@ -12,11 +12,8 @@ the ratio A/B (target <= 1.15) and how many upstream requests a warm page and an
 import argparse
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from html.parser import HTMLParser
@@ -24,27 +21,17 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+from processes import ROOT, Broken, free_port, run, run_bench, start, wait_until_up
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.15
 API_KEY = "sandbox-demo-key"
 PASSWORD = "thena-manager-demo"  # seed_demo's `manager`
 WARMUP = 3
 
 
-class Broken(Exception):
-    """The setup did not work: nothing was measured."""
-
-
 def check(ok: bool, what: str, response: httpx.Response) -> None:
     if not ok:
         raise Broken(f"{what}: {response.status_code}\n{response.text[:1500]}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FormParser(HTMLParser):
@@ -106,31 +93,6 @@ def form_pairs(html: str, form_id: str | None) -> list[tuple[str, str]]:
     parser = FormParser(form_id)
     parser.feed(html)
     return parser.pairs
-
-
-def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def run(cmd: list[str], env: dict) -> None:
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode:
-        raise Broken(f"{' '.join(cmd[1:3])} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise Broken(f"{url} did not come up; log tail:\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def upstream_count(sandbox: httpx.Client, log: Path, action) -> int:
@@ -278,23 +240,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.edits < 2:
         parser.error("--edits must be at least 2")
-    procs: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="thena-bench-") as tmp:
-        try:
-            bench(args, Path(tmp), procs)
-        except (Broken, httpx.HTTPError, subprocess.TimeoutExpired) as error:
-            print(f"bench setup broken: {error}", file=sys.stderr)
-            return 1
-        finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in reversed(procs):
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-    return 0
+    return run_bench(bench, args)
 
 
 if __name__ == "__main__":
