@@ -21,16 +21,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from tests.util import served_over_http, shared_cache_clear
+from tests.util import deployed_environment, process_stop, served_over_http, shared_cache_clear
 from tickets import bulk, locks, tasks
 from tickets.audit import RequestMeta
 from tickets.models import AuditEntry, Batch, BatchItem, TicketEditLock
 from tickets.thena.client import get_client
-from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox import SandboxApp, SandboxConfig
 from tickets.thena.sandbox.app import SandboxConnectionDropped
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -87,39 +86,15 @@ class Gate:
             return True
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        )
-    return f"sqlite:///{db['NAME']}"  # tests/settings.py: a file, shared with subprocesses
-
-
 def _environment(thena_url: str) -> dict[str, str]:
-    """What a deployment sets for its worker (the production settings module), with
-    small chunks and a short lease."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "THENA_", "AUDIT_", "PYTEST", "CACHE_", "BULK_"))
-        and k != "DATABASE_URL"
-    }
-    return {
-        **base,
-        "DATABASE_URL": _database_url(),
-        "DJANGO_SECRET_KEY": "d" * 50,
-        "AUDIT_HMAC_KEY": os.environ["AUDIT_HMAC_KEY"],  # tests/settings.py: the test's key
-        "THENA_API_BASE_URL": thena_url,
-        "THENA_API_KEY": DEMO_API_KEY,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_LOG_LEVEL": "WARNING",
-        "AUDIT_RECONCILE_MINUTES": "60",
-        "BULK_CHUNK_SIZE": str(CHUNK),
-        "BULK_LEASE_SECONDS": str(LEASE),
+    """What a deployment sets for its worker, with small chunks and a short lease."""
+    return deployed_environment(
+        thena_url,
+        BULK_CHUNK_SIZE=str(CHUNK),
+        BULK_LEASE_SECONDS=str(LEASE),
         # An edit lock's lease is the budget + 10 s: a dead worker's locks expire sooner.
-        "THENA_REQUEST_BUDGET_SECONDS": "3",
-    }
+        THENA_REQUEST_BUDGET_SECONDS="3",
+    )
 
 
 class Deployment:
@@ -153,7 +128,7 @@ class Deployment:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        self.stack.callback(_stop, worker)
+        self.stack.callback(process_stop, worker)
         self.workers.append(worker)
         return worker
 
@@ -168,16 +143,6 @@ class Deployment:
             f"--- {path.name}\n{path.read_text()[-3000:]}"
             for path in sorted(self.logs.glob("worker-*.log"))
         )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import pytest
 from django.db import connection
 
 from tests.browser import form_data, replace, to_urlencoded
-from tests.util import shared_cache_clear
+from tests.util import deployed_environment, process_stop, shared_cache_clear
 from tickets import tasks
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.models import AuditEntry
-from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
+from tickets.thena.sandbox import SandboxApp, SandboxConfig
 from tickets.thena.sandbox.server import make_server
 
 pytestmark = [
@@ -42,44 +42,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _environment(thena_url: str) -> dict[str, str]:
-    """What a deployment sets: the production settings module, no test leftovers."""
-    db = connection.settings_dict
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "THENA_", "AUDIT_", "PYTEST", "CACHE_", "PROMETHEUS"))
-        and k != "DATABASE_URL"
-    }
-    return {
-        **base,
-        "DATABASE_URL": (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        ),
-        "DJANGO_SECRET_KEY": "d" * 50,
-        "AUDIT_HMAC_KEY": os.environ["AUDIT_HMAC_KEY"],  # tests/settings.py: the test's key
-        "THENA_API_BASE_URL": thena_url,
-        "THENA_API_KEY": DEMO_API_KEY,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_LOG_LEVEL": "WARNING",
-        "WEB_CONCURRENCY": "2",
-        "AUDIT_RECONCILE_MINUTES": "60",
-    }
-
-
 def _start(stack: ExitStack, args: list[str], env: dict, log: Path) -> subprocess.Popen:
     out = stack.enter_context(log.open("w"))
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    stack.callback(_stop, process)
+    stack.callback(process_stop, process)
     return process
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def _wait_until_live(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -123,7 +90,7 @@ def deployment(tmp_path, manager, collected_static, settings):
     sandbox = SandboxApp(SandboxConfig(rate_window_seconds=3600))
     server = make_server(sandbox, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = _environment(f"http://127.0.0.1:{server.server_address[1]}")
+    env = deployed_environment(f"http://127.0.0.1:{server.server_address[1]}", WEB_CONCURRENCY="2")
     python = sys.executable
     gunicorn = str(Path(python).with_name("gunicorn"))
     with ExitStack() as stack:

@@ -1,10 +1,14 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
+import os
+import subprocess
 import threading
 from contextlib import contextmanager
 
 import httpx
 from django import forms
+from django.conf import settings
+from django.db import connection
 from django.utils.datastructures import MultiValueDict
 from django_tasks_db.management.commands.db_worker import Worker
 
@@ -159,8 +163,45 @@ def shared_cache_clear() -> None:
     """Empty the database cache the server processes share (tests/settings.py gives the
     test process a cache of its own, which conftest clears): what subprocesses of one test
     cached (a team's lookups, a rate-limit pause) must not reach the next test's."""
-    from django.conf import settings
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {connection.ops.quote_name(settings.CACHE_TABLE)}")
+
+
+def deployed_environment(thena_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a server or worker process as deployed: the production settings
+    module on the test's database and Thena, none of the test's own settings; `extra`
+    adds or overrides variables."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        url = (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        )
+    else:
+        url = f"sqlite:///{db['NAME']}"  # tests/settings.py: a file, shared with subprocesses
+    test_only = ("DJANGO_", "THENA_", "AUDIT_", "PYTEST", "CACHE_", "PROMETHEUS", "BULK_")
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(test_only) and k != "DATABASE_URL"
+    }
+    return {
+        **base,
+        "DATABASE_URL": url,
+        "DJANGO_SECRET_KEY": "d" * 50,
+        "AUDIT_HMAC_KEY": os.environ["AUDIT_HMAC_KEY"],  # tests/settings.py: the test's key
+        "THENA_API_BASE_URL": thena_url,
+        "THENA_API_KEY": DEMO_API_KEY,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "AUDIT_RECONCILE_MINUTES": "60",
+        **extra,
+    }
+
+
+def process_stop(process) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 15 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
