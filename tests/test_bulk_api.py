@@ -3,13 +3,14 @@
 ticket count."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from io import StringIO
 
 import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.util import PassingTime
 from tickets.thena.client import (
     SANDBOX_BASE_URL,
     BulkUpdate,
@@ -366,29 +367,19 @@ def test_over_the_rate_limit_it_is_429_and_nothing_changes(sandbox, sleeps):
 
 
 def test_after_a_429_the_bulk_update_is_sent_again_at_the_reset():
-    offset = timedelta()
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:  # time passes for the sandbox only
-        nonlocal offset
-        sleeps.append(seconds)
-        offset += timedelta(seconds=seconds)
-
-    sandbox = SandboxApp(
-        SandboxConfig(rate_limit=1, rate_window_seconds=5),
-        clock=lambda: datetime.now(UTC) + offset,
-    )
+    clock = PassingTime()
+    sandbox = SandboxApp(SandboxConfig(rate_limit=1, rate_window_seconds=5), clock=clock.now)
     (ticket,) = tickets_of(sandbox, "SUP", 1)
     raw(sandbox).get("/v1/teams")
     client = ThenaClient(
-        SANDBOX_BASE_URL, DEMO_API_KEY, transport=sandbox_transport(sandbox), sleep=sleep
+        SANDBOX_BASE_URL, DEMO_API_KEY, transport=sandbox_transport(sandbox), sleep=clock.sleep
     )
 
     result = client.bulk_update_tickets([ticket["id"]], {"isPrivate": True})
 
     assert result.updated == {ticket["id"]}
     assert [r.status for r in sandbox.requests] == [200, 429, 200]
-    assert len(sleeps) == 1 and 0 < sleeps[0] <= 5
+    assert len(clock.sleeps) == 1 and 0 < clock.sleeps[0] <= 5
     assert sandbox.ticket(ticket["id"])["isPrivate"] is True
 
 

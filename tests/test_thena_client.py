@@ -1,11 +1,12 @@
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from tests.util import PassingTime
 from tickets.thena.client import (
     SANDBOX_BASE_URL,
     SearchPage,
@@ -661,20 +662,10 @@ def test_rate_limit_headers_from_the_sandbox_are_exposed(thena, sandbox):
 def test_over_budget_waits_until_the_reset_then_succeeds():
     from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
 
-    offset = timedelta()
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:  # time passes for the sandbox only
-        nonlocal offset
-        sleeps.append(seconds)
-        offset += timedelta(seconds=seconds)
-
-    sandbox = SandboxApp(
-        SandboxConfig(rate_limit=2, rate_window_seconds=5),
-        clock=lambda: datetime.now(UTC) + offset,
-    )
+    clock = PassingTime()
+    sandbox = SandboxApp(SandboxConfig(rate_limit=2, rate_window_seconds=5), clock=clock.now)
     client = ThenaClient(
-        SANDBOX_BASE_URL, DEMO_API_KEY, transport=sandbox_transport(sandbox), sleep=sleep
+        SANDBOX_BASE_URL, DEMO_API_KEY, transport=sandbox_transport(sandbox), sleep=clock.sleep
     )
 
     for _ in range(3):
@@ -682,8 +673,8 @@ def test_over_budget_waits_until_the_reset_then_succeeds():
 
     # The second answer says none are left: the third waits for the reset before sending.
     assert [r.status for r in sandbox.requests] == [200, 200, 200]
-    assert len(sleeps) == 1
-    assert 0 < sleeps[0] <= 5
+    assert len(clock.sleeps) == 1
+    assert 0 < clock.sleeps[0] <= 5
 
 
 def test_over_budget_with_a_distant_reset_raises_with_the_retry_time(sandbox, sleeps):

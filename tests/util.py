@@ -4,6 +4,7 @@ import os
 import subprocess
 import threading
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from django import forms
@@ -205,3 +206,19 @@ def process_stop(process) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class PassingTime:
+    """A clock for a sandbox whose time a client's sleeps move on (nothing really sleeps):
+    `SandboxApp(config, clock=time.now)` and `ThenaClient(..., sleep=time.sleep)`."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.offset += timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
