@@ -839,7 +839,7 @@ def test_a_ticket_changed_since_the_preview_in_a_batch_field_is_a_conflict(manag
 
 @pytest.mark.django_db(transaction=True)
 def test_a_ticket_set_to_the_batchs_value_since_the_preview_is_no_change(manager, sandbox, thena):
-    batch, tickets, resolved = _two(manager, sandbox, thena)
+    batch, tickets, resolved = _resolving(manager, sandbox, thena)
     sandbox.touch_ticket(tickets[0]["id"], statusId=resolved["id"])
 
     _confirm_and_run(manager, batch)
@@ -870,11 +870,12 @@ def test_a_reason_is_required_when_the_deployment_says_so(manager_client, sandbo
 # -- 6. upstream faults, per chunk ----------------------------------------------------------------
 
 
-def _two(manager, sandbox, thena, **config) -> tuple[Batch, list[dict], dict]:
-    """A confirmed-to-be batch setting a status on two tickets: one bulk request."""
+def _resolving(manager, sandbox, thena, count: int = 2) -> tuple[Batch, list[dict], dict]:
+    """A batch, previewed, setting the support team's "Resolved" status on `count` tickets
+    that need it (two: one bulk request)."""
     team = _team(sandbox)
     resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 2)
+    tickets = _changeable(sandbox, thena, resolved["id"], count)
     batch = _preview(manager, team["id"], [t["id"] for t in tickets], {"statusId": resolved["id"]})
     return batch, tickets, resolved
 
@@ -950,7 +951,7 @@ FAULTS = {
 @pytest.mark.django_db(transaction=True)
 def test_a_fault_of_the_bulk_request_is_settled_by_evidence(manager, sandbox, thena, fault):
     cause, applied, outcome, message = FAULTS[fault]
-    batch, tickets, resolved = _two(manager, sandbox, thena)
+    batch, tickets, resolved = _resolving(manager, sandbox, thena)
     cause(sandbox)
 
     _confirm_and_run(manager, batch)
@@ -970,7 +971,7 @@ def test_a_fault_of_the_bulk_request_is_settled_by_evidence(manager, sandbox, th
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unknown_outcome_is_settled_later_by_reading_back(manager, sandbox, thena):
-    batch, tickets, resolved = _two(manager, sandbox, thena)
+    batch, tickets, resolved = _resolving(manager, sandbox, thena)
     sandbox.drop_next(only="PATCH")
     _confirm_and_run(manager, batch)
     assert set(_outcomes(batch).values()) == {"unknown"}
@@ -991,7 +992,7 @@ def test_an_unknown_outcome_is_settled_later_by_reading_back(manager, sandbox, t
 
 @pytest.mark.django_db(transaction=True)
 def test_a_ticket_thena_skips_fails_with_thenas_reason(manager, sandbox, thena):
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     skipped, updated = tickets
     sandbox.answer_next(
         {
@@ -1020,7 +1021,7 @@ def test_a_ticket_moved_between_re_read_and_send_is_skipped_by_thena(
 ):
     """Our edit locks do not hold Thena: a ticket moved by someone else in the moment
     between the re-read and the bulk request is refused by Thena, with its reason."""
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     moved, kept = tickets
     billing = _team(sandbox, "BIL")
     send = bulk._Runner._send
@@ -1045,7 +1046,7 @@ def test_a_ticket_moved_between_re_read_and_send_is_skipped_by_thena(
 @pytest.mark.parametrize("sandbox_config", [SandboxConfig(bulk_endpoint=False)], indirect=True)
 @pytest.mark.django_db(transaction=True)
 def test_without_the_bulk_endpoint_the_tickets_go_one_by_one(manager, sandbox, thena):
-    batch, tickets, resolved = _two(manager, sandbox, thena)
+    batch, tickets, resolved = _resolving(manager, sandbox, thena)
 
     _confirm_and_run(manager, batch)
 
@@ -1068,10 +1069,7 @@ def test_over_the_rate_limit_the_worker_waits_and_every_ticket_ends_changed(
     manager, sandbox, thena, settings, sleeps, monkeypatch
 ):
     settings.BULK_CHUNK_SIZE = 2
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 4)
-    batch = _preview(manager, team["id"], [t["id"] for t in tickets], {"statusId": resolved["id"]})
+    batch, tickets, resolved = _resolving(manager, sandbox, thena, 4)
     # From now on Thena takes 4 requests a second: one chunk (2 reads, 1 bulk PATCH) fits,
     # two do not.
     sandbox.config.rate_limit, sandbox.config.rate_window_seconds = 4, 1
@@ -1102,7 +1100,7 @@ def test_over_the_rate_limit_the_worker_waits_and_every_ticket_ends_changed(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_cancelled_before_any_worker_sends_nothing(manager, manager_client, sandbox, thena):
-    batch, _tickets, _resolved = _two(manager, sandbox, thena)
+    batch, _tickets, _resolved = _resolving(manager, sandbox, thena)
     url = f"/tickets/bulk/{batch.pk}/"
     manager_client.post(url, {"action": "confirm"})
 
@@ -1133,10 +1131,7 @@ def test_a_batch_cancelled_while_running_stops_after_the_chunk_in_flight(
     manager, sandbox, thena, settings, monkeypatch
 ):
     settings.BULK_CHUNK_SIZE = 2
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 5)
-    batch = _preview(manager, team["id"], [t["id"] for t in tickets], {"statusId": resolved["id"]})
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena, 5)
     chunk = bulk._Runner._chunk
 
     def then_cancel(self, items):
@@ -1158,7 +1153,7 @@ def test_a_batch_cancelled_while_running_stops_after_the_chunk_in_flight(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_cancel_while_a_chunk_is_read_sends_none_of_it(manager, sandbox, thena, monkeypatch):
-    batch, _tickets, _resolved = _two(manager, sandbox, thena)
+    batch, _tickets, _resolved = _resolving(manager, sandbox, thena)
     decide = bulk._Runner._decide
 
     def cancel_meanwhile(self, plan, fresh):
@@ -1187,11 +1182,8 @@ def test_a_dead_workers_batch_is_resumed_without_sending_anything_twice(
     manager, sandbox, thena, settings, monkeypatch, sent
 ):
     settings.BULK_CHUNK_SIZE = 2
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 5)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena, 5)
     ids = [t["id"] for t in tickets]
-    batch = _preview(manager, team["id"], ids, {"statusId": resolved["id"]})
     bulk.batch_confirm(user=manager, batch=batch)
     send = bulk._Runner._send
 
@@ -1252,11 +1244,8 @@ def test_a_run_slower_than_its_lease_is_taken_over_without_a_second_send(
     """Thena is so slow that a chunk outlasts the lease: another worker takes the batch
     over meanwhile. The slow run still records what it sent, then stops."""
     settings.BULK_CHUNK_SIZE = 2
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 5)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena, 5)
     ids = [t["id"] for t in tickets]
-    batch = _preview(manager, team["id"], ids, {"statusId": resolved["id"]})
     bulk.batch_confirm(user=manager, batch=batch)
     send = bulk._Runner._send
     other = []
@@ -1289,10 +1278,7 @@ def test_a_run_slower_than_its_lease_is_taken_over_without_a_second_send(
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_at_once_patch_each_ticket_once(manager, sandbox, thena, settings):
     settings.BULK_CHUNK_SIZE = 2
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 5)
-    batch = _preview(manager, team["id"], [t["id"] for t in tickets], {"statusId": resolved["id"]})
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena, 5)
     bulk.batch_confirm(user=manager, batch=batch)
     barrier = threading.Barrier(2)
     results, errors = [], []
@@ -1685,10 +1671,7 @@ def test_a_chunk_larger_than_thenas_bulk_limit_still_gets_sent(manager, sandbox,
     be set up to 500. A bulk request Thena refuses whole (400: too many ids) must not fail
     tickets that a smaller request, or single PATCHes, would change."""
     settings.BULK_CHUNK_SIZE = 3
-    team = _team(sandbox)
-    resolved = _status(thena, team["id"], "Resolved")
-    tickets = _changeable(sandbox, thena, resolved["id"], 3)
-    batch = _preview(manager, team["id"], [t["id"] for t in tickets], {"statusId": resolved["id"]})
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena, 3)
 
     _confirm_and_run(manager, batch)
 
@@ -1705,7 +1688,7 @@ def test_a_ticket_a_dead_save_still_holds_is_sent_once_its_lease_runs_out(
     """A busy ticket is no fault of its own: it is tried again, not counted as a try, and
     sent once the dead holder's lock expires; the other tickets do not wait for it."""
     monkeypatch.setattr(bulk, "LOCK_WAIT", 0.05)
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     busy, free = tickets
     TicketEditLock.objects.create(
         key=locks._key(busy["id"]),
@@ -1727,7 +1710,7 @@ def test_a_ticket_busy_for_a_moment_is_sent_once_freed(
     manager, sandbox, thena, settings, monkeypatch
 ):
     monkeypatch.setattr(bulk, "LOCK_WAIT", 0.05)
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     busy, free = tickets
     held = ExitStack()
     held.enter_context(locks.ticket_edit_lock(busy["id"]))
@@ -1771,7 +1754,7 @@ def test_an_author_who_lost_the_right_sends_nothing_more(
     settings.BULK_CHUNK_SIZE = 1
     monkeypatch.setattr(bulk, "AUTHOR_CHECK_SECONDS", 0)  # read before every chunk
     revoke, message = REVOKED[case]
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     chunk = bulk._Runner._chunk
 
     def then_revoke(self, items):
@@ -1796,7 +1779,7 @@ def test_an_author_deleted_mid_run_ends_the_batch_without_sending_more(
 ):
     settings.BULK_CHUNK_SIZE = 1
     monkeypatch.setattr(bulk, "AUTHOR_CHECK_SECONDS", 0)  # read before every chunk
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     chunk = bulk._Runner._chunk
 
     def then_delete(self, items):
@@ -1824,7 +1807,7 @@ def test_a_look_at_a_stalled_batch_queues_its_run(
     """Confirmed while no task could be queued (or its task row was lost), and no worker
     took it up within the lease: a look at its page queues a run (bulk.resume_if_stalled)."""
     settings.BULK_LEASE_SECONDS = 1
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     bulk.batch_confirm(user=manager, batch=batch)
     DBTaskResult.objects.all().delete()  # the confirm's task is lost
     Batch.objects.filter(pk=batch.pk).update(confirmed_at=timezone.now() - timedelta(seconds=5))
@@ -1846,7 +1829,7 @@ def test_a_look_at_a_stalled_batch_queues_its_run(
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_start_resumes_a_batch_whose_run_was_lost(manager, sandbox, thena, settings):
     settings.BULK_LEASE_SECONDS = 1
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     bulk.batch_confirm(user=manager, batch=batch)
     DBTaskResult.objects.all().delete()
     Batch.objects.filter(pk=batch.pk).update(confirmed_at=timezone.now() - timedelta(seconds=5))
@@ -1909,7 +1892,7 @@ def test_thena_unreachable_is_no_500(manager_client, draft, sandbox, thena, wher
 
 @pytest.mark.django_db(transaction=True)
 def test_the_progress_partial_and_a_formula_in_a_title(manager, manager_client, sandbox, thena):
-    batch, tickets, _resolved = _two(manager, sandbox, thena)
+    batch, tickets, _resolved = _resolving(manager, sandbox, thena)
     sandbox.put_ticket(tickets[0]["id"], title='=HYPERLINK("http://evil")')
     batch.items.filter(ticket_id=tickets[0]["id"]).update(ticket_title='=HYPERLINK("http://evil")')
     bulk.batch_confirm(user=manager, batch=batch)
