@@ -248,7 +248,6 @@ PHASES = [
 
 
 APPEND_MANY = "* append_many (audit chain)"
-BULK_UPDATE = "* QuerySet.bulk_update (items)"
 LINK_ENTRIES = "* _link_entries (items -> entries)"
 ORDER = [
     "claim renewal and cancel check (_beat)",
@@ -265,7 +264,6 @@ ORDER = [
     "edit locks: free",
     "chunk, in all",
     APPEND_MANY,
-    BULK_UPDATE,
     LINK_ENTRIES,
 ]
 
@@ -275,8 +273,6 @@ def _time_phases(queries: list) -> dict:
     chunk's edit locks (taking and freeing them), its re-reads (the concurrent GETs),
     and the _Runner methods in PHASES. Returns the dict that fills as the run goes."""
     import contextlib
-
-    from django.db.models.query import QuerySet
 
     from tickets import bulk, locks
 
@@ -339,15 +335,10 @@ def _time_phases(queries: list) -> dict:
 
         return wrapper
 
-    for name in ("ticket_edit_lock", "ticket_edit_locks"):  # whichever tickets.bulk uses
-        if hasattr(locks, name):
-            setattr(locks, name, locks_timed(getattr(locks, name)))
-    # Helpers the steps above spend their time in (nested in them), where they exist.
+    locks.ticket_edit_locks = locks_timed(locks.ticket_edit_locks)
+    # Helpers the steps above spend their time in (nested in them).
     bulk.append_many = timed(APPEND_MANY, bulk.append_many)
-    if hasattr(bulk, "_link_entries"):
-        bulk._link_entries = timed(LINK_ENTRIES, bulk._link_entries)
-    bulk_update = QuerySet.bulk_update
-    QuerySet.bulk_update = lambda self, *a, **k: timed(BULK_UPDATE, bulk_update)(self, *a, **k)
+    bulk._link_entries = timed(LINK_ENTRIES, bulk._link_entries)
     return totals
 
 

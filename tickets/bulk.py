@@ -713,17 +713,18 @@ class _Runner:
     def _settle_interrupted(self) -> None:
         """Items a dead run left "sending": their PATCH may have left. Never sent again;
         their entries (pending) are for reconciliation to settle by evidence."""
-        interrupted = list(self.batch.items.filter(state=BatchItem.State.SENDING))
-        for item in interrupted:
-            item.state, item.outcome = BatchItem.State.DONE, BatchItem.Outcome.UNKNOWN
-            item.message = (
+        interrupted = self.batch.items.filter(state=BatchItem.State.SENDING)
+        entry_ids = list(interrupted.values_list("entry_id", flat=True))
+        interrupted.update(
+            state=BatchItem.State.DONE,
+            outcome=BatchItem.Outcome.UNKNOWN,
+            message=(
                 "The worker stopped while this ticket's change was being sent; it was not "
                 "sent again. The audit log settles it by reading the ticket back."
-            )
-        BatchItem.objects.bulk_update(interrupted, ["state", "outcome", "message"])
-        for item in interrupted:
-            if item.entry_id:
-                reconcile_queue(AuditEntry(pk=item.entry_id))
+            ),
+        )
+        for entry_id in filter(None, entry_ids):
+            reconcile_queue(AuditEntry(pk=entry_id))
 
     def _reader(self, ticket_id: str) -> Callable[[], dict]:
         return lambda: self.client.get_ticket(ticket_id)

@@ -497,7 +497,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         days = audit.audit_daily_counts(filters=filters, team_ids=scope)
         rows = _rows(page.entries)
         # Each bulk edit on the page, linked once: its entries here, and its own page
-        # when the bulk edit views are installed.
+        # (none for an id no URL can carry).
         batch_ids = {entry.batch_id for entry in page.entries if entry.batch_id}
         batch_links = {}
         for batch_id in batch_ids | ({filters.batch} if filters.batch else set()):
