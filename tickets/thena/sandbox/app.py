@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .. import documented
-from . import seed, spec
+from . import seed, spec, typesense
 from .seed import TICKET_COUNT
 from .spec import BULK_FIELDS, BULK_PATH
 from .validation import PATCH_FIELDS, ApiError, _type_errors, apply_patch
@@ -539,7 +539,7 @@ class SandboxApp:
             documents = [self._ticket_document(t) for t in self._world.tickets.values()]
         else:
             documents = list(self._world.accounts.values())
-        documents = [d for d in documents if _filter(d, query.get("filter_by", ""))]
+        documents = [d for d in documents if typesense.matches(d, query.get("filter_by", ""))]
         if query["q"].strip() != "*":
             fields = [f.strip() for f in query["query_by"].split(",")]
             tokens = query["q"].lower().split()
@@ -548,8 +548,7 @@ class SandboxApp:
                 for d in documents
                 if all(any(tok in str(d.get(f) or "").lower() for f in fields) for tok in tokens)
             ]
-        sort_field, _, direction = query.get("sort_by", "updatedAt:desc").partition(":")
-        documents.sort(key=lambda d: str(d.get(sort_field) or ""), reverse=direction != "asc")
+        documents.sort(key=typesense.sort_key(query.get("sort_by") or "updatedAt:desc"))
         include = [f.strip() for f in query.get("include_fields", "").split(",") if f.strip()]
         hits = [
             {"document": {k: v for k, v in d.items() if not include or k in include}}
@@ -682,18 +681,3 @@ def _range_start(now: datetime, date_range: str) -> datetime:
     year, month = divmod(month_index, 12)
     day = min(today.day, calendar.monthrange(year, month + 1)[1])
     return today.replace(year=year, month=month + 1, day=day)
-
-
-def _filter(document: dict, filter_by: str) -> bool:
-    """Typesense `field:=value` clauses joined by `&&`; values compare case-insensitively."""
-    for clause in filter(None, (c.strip() for c in filter_by.split("&&"))):
-        name, sep, value = clause.partition(":")
-        if not sep:
-            raise ApiError(400, f"Could not parse the filter query: {clause}")
-        value = value.removeprefix("=").strip().strip("`")
-        actual = document.get(name.strip())
-        if isinstance(actual, bool):
-            actual = str(actual).lower()
-        if str(actual).lower() != value.lower():
-            return False
-    return True
