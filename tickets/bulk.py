@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -43,6 +43,7 @@ from . import audit, locks
 from .audit.chain import AlreadySettled, append_many, entry_row, record_outcome
 from .audit.export import csv_cell
 from .forms import CF_PREFIX, Choices, input_label
+from .listing import QUERY_BY, Names, NoSuchValue, TicketFilter, search_params
 from .models import Action, AuditEntry, AuditOutcome, Batch, BatchItem, Outcome
 from .services import (
     Labeller,
@@ -102,18 +103,25 @@ class Selection:
     assignees are each team's own)."""
 
     team_id: str
-    query: str = ""
+    filter: TicketFilter = field(default_factory=TicketFilter)  # the list's, for `everything`
     ticket_ids: tuple[str, ...] = ()
     everything: bool = False
 
     @property
     def size_text(self) -> str:
         if self.everything:
-            return (
-                f"every ticket matching \u201c{self.query}\u201d" if self.query else "every ticket"
-            )
+            shown = self.filter
+            if not shown.q:
+                return "every ticket matching the filter" if shown.narrowed else "every ticket"
+            more = replace(shown, q="").narrowed
+            return f"every ticket matching \u201c{shown.q}\u201d" + (" and the filter" * more)
         count = len(self.ticket_ids)
         return f"{count} ticket{'s' if count != 1 else ''}"
+
+    @property
+    def filter_items(self) -> list[tuple[str, str]]:
+        """The filter as the list's URL has it, within the batch's team."""
+        return replace(self.filter, team=self.team_id).items()
 
 
 def bulk_team_load(*, user, team_id: str) -> tuple[dict, Choices]:
@@ -186,7 +194,7 @@ def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
     client = get_client()
     excluded = {"out_of_scope": 0, "other_team": 0, "not_found": 0, "odd_id": 0}
     if selection.everything:
-        rows = _matching(client, selection, limit)
+        rows = _matching(client, user, selection, limit)
     else:
         ids = list(dict.fromkeys(i for i in selection.ticket_ids if i))
         if len(ids) > limit:
@@ -220,22 +228,29 @@ def _selected(user, selection: Selection) -> tuple[list[dict], dict[str, int]]:
     return kept, {reason: n for reason, n in excluded.items() if n}
 
 
-def _matching(client, selection: Selection, limit: int) -> list[dict]:
-    """Every ticket the list's filter matches (list or search pages, newest change first),
-    or BulkRefused when there are more than `limit`."""
+def _matching(client, user, selection: Selection, limit: int) -> list[dict]:
+    """Every ticket the list's filter matches (search pages, newest change first), or
+    BulkRefused when there are more than `limit`."""
+    flt = replace(selection.filter, team=selection.team_id)
+    try:
+        names = Names.of([team_choices_load(selection.team_id)])
+        params = search_params(flt, names, email=getattr(user, "email", "") or "")
+    except NoSuchValue as error:
+        raise BulkRefused(str(error)) from None
     found: dict[str, dict] = {}
 
     def read(page: int) -> tuple[int, bool]:
         """Page `page` (from 0) into `found`: how many tickets were new, and whether more
         pages follow."""
-        if selection.query:
-            result = client.search_tickets(
-                selection.query, team_id=selection.team_id, page=page + 1, per_page=LIST_PAGE
-            )
-            items, more = result.items, (page + 1) * LIST_PAGE < result.found
-        else:
-            items = client.list_tickets(team_id=selection.team_id, page=page, limit=LIST_PAGE)
-            more = len(items) == LIST_PAGE
+        result = client.search_tickets(
+            params["q"],
+            query_by=QUERY_BY,
+            filter_by=params["filter_by"],
+            sort_by="updatedAt:desc",
+            page=page + 1,
+            per_page=LIST_PAGE,
+        )
+        items, more = result.items, (page + 1) * LIST_PAGE < result.found
         before = len(found)
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("id"), str):

@@ -18,6 +18,7 @@ from django.core.validators import URLValidator
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import cached_property
 
+from .models import SavedView
 from .snapshot import Snapshot
 from .thena import schema, wire
 
@@ -837,3 +838,8 @@ class BulkEditForm(forms.Form):
     @property
     def reason(self) -> str:
         return self.cleaned_data.get(REASON, "")
+
+
+class SavedViewForm(forms.Form):
+    name = forms.CharField(max_length=SavedView.NAME_MAX, label="Name this view")
+    query = forms.CharField(max_length=2000, required=False, widget=forms.HiddenInput)

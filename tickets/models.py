@@ -507,3 +507,25 @@ class BatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket_identifier or self.ticket_id}: {self.outcome or self.state}"
+
+
+class SavedView(models.Model):
+    """A user's named ticket list filter: the list's query string, as its URL holds it."""
+
+    NAME_MAX = 60
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=NAME_MAX)
+    query = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="saved_view_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

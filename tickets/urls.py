@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import views, views_bulk
+from . import views, views_bulk, views_list
 
 
 class TicketIdConverter:
@@ -23,7 +23,9 @@ app_name = "tickets"
 
 urlpatterns = [
     # /tickets/
-    path("", views.ticket_list, name="list"),
+    path("", views_list.ticket_list, name="list"),
+    path("views/", views_list.saved_view_create, name="view-create"),
+    path("views/<int:pk>/delete/", views_list.saved_view_delete, name="view-delete"),
     path("accounts/", views.account_options, name="account-options"),
     # /tickets/bulk/
     path("bulk/", views_bulk.bulk_edit, name="bulk"),

@@ -50,21 +50,6 @@ def _is_partial(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-# /tickets/
-@require_GET
-def ticket_list(request: HttpRequest) -> HttpResponse:
-    listing = services.ticket_list(
-        user=request.user,
-        team_id=request.GET.get("team", "").strip(),
-        query=request.GET.get("q", "").strip()[:200],
-        page=_int(request.GET.get("page"), 1),
-    )
-    # A ticket whose id no URL can carry (a slash, empty, too long) is listed unlinked.
-    rows = [{**ticket, "url": _ticket_url(ticket.get("id"))} for ticket in listing.tickets]
-    template = "tickets/ticket_list.html" + ("#ticket-table" if _is_partial(request) else "")
-    return render(request, template, {"listing": listing, "rows": rows})
-
-
 def _load(request: HttpRequest, ticket_id: str) -> services.TicketEdit:
     try:
         return services.ticket_edit_load(user=request.user, ticket_id=ticket_id)

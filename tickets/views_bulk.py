@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from . import bulk
 from .audit import RequestMeta
 from .forms import BulkEditForm
+from .listing import TicketFilter
 from .models import Batch
 from .thena.errors import ThenaError
 
@@ -23,7 +24,7 @@ def _selection(data) -> bulk.Selection:
     ids = tuple(dict.fromkeys(v.strip()[:64] for v in data.getlist("ticket") if v.strip()))
     return bulk.Selection(
         team_id=data.get("team", "").strip()[:64],
-        query=data.get("q", "").strip()[:200],
+        filter=TicketFilter.from_query(data),
         ticket_ids=ids,
         everything=data.get("all") == "1",
     )

@@ -288,13 +288,23 @@ class ThenaClient:
         q: str,
         *,
         team_id: str | None = None,
+        filter_by: str = "",
+        sort_by: str = "",
         page: int = 1,
         per_page: int = 25,
         query_by: str = "title,ticketIdentifier,description",
     ) -> SearchPage:
-        params = {"q": q or "*", "query_by": query_by, "page": page, "per_page": per_page}
-        if team_id:
-            params["filter_by"] = f"teamId:={team_id}"
+        """One page of Thena's ticket search; `filter_by` and `sort_by` in Typesense's
+        syntax, `team_id` a shorthand for one more filter clause."""
+        clauses = [f"teamId:={team_id}"] if team_id else []
+        params = {
+            "q": q or "*",
+            "query_by": query_by,
+            "filter_by": " && ".join(clauses + ([filter_by] if filter_by else [])) or None,
+            "sort_by": sort_by or None,
+            "page": page,
+            "per_page": per_page,
+        }
         return _search_page(self._request("GET", "/v1/search/tickets", params=params), page)
 
     def update_ticket(self, ticket_id: str, body: dict) -> dict:

@@ -215,8 +215,8 @@ def _sort_part(part: str):
         return rank
 
     def value(document):
-        key = _sortable(document.get(expression))
-        return (key[0], _negate(key[1]) if sign < 0 else key[1])
+        missing, text, key = _sortable(document.get(expression))
+        return (missing, text, _negate(key) if sign < 0 else key)
 
     return value
 
@@ -238,14 +238,15 @@ def _eval_rules(text: str, part: str) -> list[tuple[str, int]]:
     return rules
 
 
-def _sortable(value) -> tuple[int, object]:
-    """Missing values last; numbers and date-times by value, the rest as lower-case text."""
+def _sortable(value) -> tuple[int, int, object]:
+    """Missing values last; numbers and date-times by value, then the rest as lower-case
+    text (never compared with a number)."""
     if value is None or value == "":
-        return (1, 0)
+        return (1, 0, 0)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
+        return (0, 0, value)
     moment = _moment(value) if isinstance(value, str) and value[:1].isdigit() else None
-    return (0, moment) if moment is not None else (0, str(value).lower())
+    return (0, 0, moment) if moment is not None else (0, 1, str(value).lower())
 
 
 def _negate(value):
