@@ -560,6 +560,31 @@ def test_all_matching_a_query_takes_exactly_the_matching_tickets(
     assert set(batch.items.values_list("ticket_id", flat=True)) == expected
 
 
+@pytest.mark.django_db
+def test_all_matching_takes_the_lists_whole_filter(manager_client, sandbox, thena):
+    """Not only the words searched: the status, priority, assignee... filters too."""
+    team = _team(sandbox)
+    priority = _of_team(sandbox)[0]["priority"]
+    expected = {
+        t["id"] for t in _of_team(sandbox) if t["priority"] == priority and not t["assignedAgentId"]
+    }
+    assert expected
+    resolved = _status(thena, team["id"], "Resolved")
+    filters = {"priority": priority, "assignee": "none", "sort": "created"}
+
+    response = manager_client.get("/tickets/bulk/", {"team": team["id"], "all": "1", **filters})
+    html = _html(response)
+    assert "Bulk edit: every ticket matching the filter in Support" in _text(html)
+    assert f'name="priority" value="{priority}"' in html
+    response = manager_client.post(
+        "/tickets/bulk/", _form(team["id"], all="1", statusId=resolved["id"], **filters)
+    )
+
+    assert response.status_code == 302, _html(response)
+    batch = Batch.objects.get()
+    assert set(batch.items.values_list("ticket_id", flat=True)) == expected
+
+
 @pytest.mark.parametrize("query", ["", "upload"])
 @pytest.mark.django_db
 def test_more_than_the_maximum_is_refused_with_the_input_kept(
