@@ -101,6 +101,7 @@ def bench(args, tmp: Path) -> int:
                 return 1
             cold.append(seconds)
             warm.append(timed(lambda url=url: browser.get(url))[1])
+        together, fetches = at_once(app, browser, teams[0][:WORKERS])
     finally:
         set_client(None)
         client.close()
@@ -119,7 +120,40 @@ def bench(args, tmp: Path) -> int:
     print(f"{'warm page / round trip':34}{warm_ratio:>9.2f}    expected about 1")
     requests = statistics.median(upstream)
     print(f"A cold page makes {requests:g} upstream requests ({requests:g} round trips one by one)")
+    print(
+        f"{WORKERS} cold pages of one team at once: the slowest {max(together) / rtt:.2f} "
+        f"round trips; the team's lists fetched {fetches} time(s) (expected 1)"
+    )
     return 0
+
+
+WORKERS = 3
+
+
+def at_once(app, browser, tickets: list[dict]) -> tuple[list[float], int]:
+    """`tickets` (one team's) opened at the same moment with an empty cache, one thread
+    each as separate workers would: their times, and how often the team's statuses were
+    fetched (the shared cache should make it once)."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    cache.clear()
+    before = len(app.requests)
+    start = threading.Barrier(len(tickets))
+    times: list[float] = []
+
+    def worker(ticket: dict) -> None:
+        start.wait()
+        times.append(timed(lambda: browser.get(f"/tickets/{ticket['id']}/"))[1])
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in tickets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = [r for r in app.requests[before:] if r.path == "/v1/tickets/status"]
+    return times, len(statuses)
 
 
 def main() -> int:

@@ -235,3 +235,37 @@ def test_the_request_budget_bounds_lookups_in_worker_threads(manager_client, set
     assert " forms and custom fields; " in page.content.decode()
     assert NOTE in page.content.decode()
     assert len(sent) == len(set(sent))  # no list was asked for twice: no retry past the deadline
+
+
+def test_workers_asking_at_once_fetch_a_teams_lists_once():
+    """Three workers opening cold pages of one team at the same moment: one asks Thena,
+    the others wait for its answer in the shared cache."""
+    with counted_over_http(SandboxConfig(latency_ms=150)) as counter:
+        team_id = _ticket(counter.app)["teamId"]
+        got, start = [], threading.Barrier(3)
+
+        def worker():
+            start.wait()
+            got.append(services.team_choices_load(team_id))
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert len(got) == 3 and got[0] == got[1] == got[2] and not got[0].missing
+    statuses = [r for r in counter.app.requests if r.path == "/v1/tickets/status"]
+    assert len(statuses) == 1
+
+
+def test_a_waiter_fetches_for_itself_when_the_filler_never_answers(monkeypatch):
+    """A worker that died mid-fetch leaves its claim behind: the others wait FILL_WAIT at
+    most, then ask Thena themselves."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(services, "FILL_WAIT", 0.2)
+    cache.add("thena:teams:filling", True, 60)  # a claim nobody will release
+    started = time.monotonic()
+    teams = services.team_list()
+    assert teams and 0.2 <= time.monotonic() - started < 2

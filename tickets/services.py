@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
@@ -44,36 +43,11 @@ from .thena import schema, speccheck, wire
 from .thena.client import concurrently, get_client, request_budget
 from .thena.errors import ThenaError, ThenaNotFound
 
-PAGE_SIZE = 25
 HISTORY_TEXT = 60  # characters of a value the history panel shows
 NO_TEAMS = "Your account is not allowed to see any team yet. Ask your administrator."
 LOOKUP_TTL = 300  # seconds: teams, statuses, members... change rarely
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TicketPage:
-    tickets: list[dict]
-    teams: list[dict]
-    team_id: str
-    query: str
-    page: int  # 1-based, as shown to people
-    has_next: bool
-    error: str = ""
-    found: int | None = None  # matches in all, when Thena says (search does, the list not)
-
-    def _query(self, page: int) -> str:
-        params = {"team": self.team_id, "q": self.query, "page": page}
-        return urlencode({key: value for key, value in params.items() if value})
-
-    @property
-    def prev_query(self) -> str:
-        return self._query(self.page - 1)
-
-    @property
-    def next_query(self) -> str:
-        return self._query(self.page + 1)
 
 
 # A key part kept as it is: short, and only characters every cache backend accepts.
@@ -93,7 +67,36 @@ def _key_part(value: str) -> str:
 def _cached(key: str, fetch):
     """`fetch()`, shared by every process through the cache for LOOKUP_TTL seconds. Any
     variable part of `key` must have gone through _key_part."""
-    return cache.get_or_set(f"thena:{key}", fetch, LOOKUP_TTL)
+    return _filled(f"thena:{key}", fetch, lambda _: LOOKUP_TTL)
+
+
+FILL_WAIT = 5.0  # seconds a process waits for another's fetch of the same value
+FILL_POLL = 0.02  # seconds between looks at the cache while waiting
+
+
+def _filled(key: str, fetch, ttl, *, good=lambda value: True):
+    """The value cached under `key` when it is `good`, else `fetch()`ed and cached for
+    `ttl(value)` seconds by one process at a time: the others (every worker of every
+    instance shares the cache) wait for that answer instead of asking Thena the same
+    thing. After FILL_WAIT seconds a waiter fetches for itself (a filler may have died)."""
+    value = cache.get(key)
+    if value is not None and good(value):
+        return value
+    filling = f"{key}:filling"
+    deadline = time.monotonic() + FILL_WAIT
+    while not cache.add(filling, True, FILL_WAIT):
+        if time.monotonic() > deadline:
+            return fetch()
+        time.sleep(FILL_POLL)
+        value = cache.get(key)
+        if value is not None and good(value):
+            return value
+    try:
+        value = fetch()
+        cache.set(key, value, ttl(value))
+    finally:
+        cache.delete(filling)
+    return value
 
 
 def _ticket_team_key(ticket_id: str) -> str:
@@ -159,50 +162,6 @@ def ticket_check_scope(*, user, ticket_id: str, fresh: bool = False) -> None:
 
 def _datetime(value) -> datetime | None:
     return parse_datetime(value) if isinstance(value, str) else None
-
-
-def _row(ticket: dict) -> dict:
-    """A ticket of a list page, with `updated` read from updatedAt: None when
-    that is unreadable or too near year 1 or 9999 to show in every time zone. The `id`
-    stays as Thena has it (the view links only ids a URL can carry)."""
-    try:
-        updated = _datetime(ticket.get("updatedAt"))
-        if updated is not None and not 1 < updated.astimezone(UTC).year < 9999:
-            updated = None
-    except (ValueError, OverflowError):
-        updated = None
-    return {**ticket, "updated": updated}
-
-
-def ticket_list(*, user, team_id: str = "", query: str = "", page: int = 1) -> TicketPage:
-    """One page of tickets, from the list endpoint or, with a query, from search. A user
-    scoped to some teams sees one of them at a time (the API lists one team or all)."""
-    page = max(page, 1)
-    client = get_client()
-    scope = team_scope_get(user)
-    try:
-        teams = team_list()
-        if scope is not None:
-            teams = [team for team in teams if team["id"] in scope]
-            if team_id not in scope:
-                team_id = teams[0]["id"] if teams else ""
-            if not team_id:
-                return TicketPage([], [], "", query, page, False, NO_TEAMS)
-        if query:
-            result = client.search_tickets(
-                query, team_id=team_id or None, page=page, per_page=PAGE_SIZE
-            )
-            items, has_next = result.items, page * PAGE_SIZE < result.found
-            found = result.found
-        else:
-            found = None
-            items = client.list_tickets(team_id=team_id or None, page=page - 1, limit=PAGE_SIZE)
-            # The API gives no total (thena-api.md §4.2): a full page means there may be more.
-            has_next = len(items) == PAGE_SIZE
-    except ThenaError as error:
-        return TicketPage([], [], team_id, query, page, False, error.user_message)
-    rows = [_row(t) for t in items if isinstance(t, dict)]
-    return TicketPage(rows, teams, team_id, query, page, has_next, found=found)
 
 
 # Thena's health is probed at most once per HEALTH_EVERY seconds for the whole deployment
@@ -468,12 +427,12 @@ def team_choices_load(team_id: str, *, retry_missing: bool = True) -> Choices:
     page costs exactly one upstream request (the ticket itself). Lists Thena did not
     send are named in `missing`; such a set is cached briefly, and fetched again unless
     `retry_missing` is off (a submit keeps the choices its page showed)."""
-    key = f"thena:choices:{_key_part(team_id)}"
-    choices = cache.get(key)
-    if choices is None or (choices.missing and retry_missing):
-        choices = _fetch_choices(team_id)
-        cache.set(key, choices, INCOMPLETE_TTL if choices.missing else LOOKUP_TTL)
-    return choices
+    return _filled(
+        f"thena:choices:{_key_part(team_id)}",
+        lambda: _fetch_choices(team_id),
+        lambda choices: INCOMPLETE_TTL if choices.missing else LOOKUP_TTL,
+        good=lambda choices: not (choices.missing and retry_missing),
+    )
 
 
 def _fetch_choices(team_id: str) -> Choices:
