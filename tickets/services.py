@@ -336,6 +336,60 @@ class TicketEdit:
                 found.append((label, value))
         return found
 
+    WRITE_ONLY_TEXT = "Not readable from Thena"
+
+    def read_only_groups(self) -> list[tuple[str, str, list[dict]]]:
+        """The edit form's groups as values to read, for a user who may not edit:
+        (key, title, items), each item {"name", "label", "kind", "value", "wide"}. Built
+        from the form itself, so labels and option names are the edit form's. Kinds:
+        "empty", "write_only", "text", "code" (JSON), "datetime", "date"; `value` is the
+        text, or the date(-time) to format; `wide` for what the form edits in a textarea."""
+        form = self.form()
+        specs = schema.field_map()
+        groups = []
+        for key, title, fields in form.groups():
+            items = []
+            for bound in fields:
+                name = bound.name
+                spec = specs.get(name)
+                # Not values a ticket keeps: names to look up, the auto-link action.
+                if spec and not schema.holds_value(spec):
+                    continue
+                field = bound.field
+                value = form.get_initial_for_field(field, name)
+                kind = "text"
+                if name in form.unreadable:
+                    kind, value = "write_only", self.WRITE_ONLY_TEXT
+                elif value in (None, "", [], {}):
+                    kind, value = "empty", "—"
+                elif isinstance(value, bool):
+                    value = "Yes" if value else "No"
+                elif isinstance(value, datetime):
+                    kind = "datetime"
+                elif hasattr(value, "isoformat"):
+                    kind = "date"
+                elif getattr(field, "choices", None):
+                    names = {str(v): str(label) for v, label in field.choices}
+                    picked = value if isinstance(value, list) else [value]
+                    value = ", ".join(names.get(str(v), str(v)) for v in picked)
+                elif isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
+                    # Plain values (attachment URLs, custom values read without their
+                    # fields' ids): one a line.
+                    value = "\n".join(str(v) for v in value)
+                else:
+                    # JSON and over-long texts the way the edit form shows them.
+                    value = str(field.prepare_value(value))
+                    if "code" in field.widget.attrs.get("class", ""):
+                        kind = "code"
+                # A textarea in the form (no input_type) spans the whole row here too.
+                wide = kind == "code" or not hasattr(field.widget, "input_type")
+                items.append(
+                    {"name": name, "label": bound.label, "kind": kind, "value": value, "wide": wide}
+                )
+            if items:
+                groups.append((key, title, items))
+        return groups
+
 
 @dataclass(frozen=True)
 class ConflictField:

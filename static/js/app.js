@@ -100,3 +100,110 @@
     });
   });
 })();
+
+// Keyboard shortcuts (listed in the #keys-help dialog of base.html). Listeners sit on the
+// document, so rows and forms that htmx swaps in work without being bound again.
+(function () {
+  var ROWS = "#ticket-table tbody tr";
+
+  function typing(target) {
+    if (!target || !target.closest) return false;
+    return !!target.closest("input, textarea, select, [contenteditable]:not([contenteditable=false])");
+  }
+
+  function help() {
+    return document.getElementById("keys-help");
+  }
+
+  function openHelp() {
+    var dialog = help();
+    if (!dialog) return false;
+    if (!dialog.open) {
+      dialog.returnFocus = document.activeElement;
+      dialog.showModal();
+    }
+    return true;
+  }
+
+  function search() {
+    var input = document.getElementById("id_q");
+    if (!input) return false;
+    input.focus();
+    input.select();
+    return true;
+  }
+
+  // j/k: one row is current; its identifier link holds the focus, so Enter opens it.
+  function move(step) {
+    var rows = Array.prototype.filter.call(document.querySelectorAll(ROWS), function (row) {
+      return row.querySelector("a.row-link");
+    });
+    if (!rows.length) return false;
+    var index = rows.findIndex(function (row) {
+      return row.contains(document.activeElement);
+    });
+    if (index === -1) {
+      index = rows.findIndex(function (row) {
+        return row.classList.contains("is-current");
+      });
+    }
+    index = index === -1 ? 0 : Math.min(Math.max(index + step, 0), rows.length - 1);
+    rows.forEach(function (row, i) {
+      row.classList.toggle("is-current", i === index);
+    });
+    rows[index].querySelector("a.row-link").focus({ preventScroll: true });
+    rows[index].scrollIntoView({ block: "nearest" });
+    return true;
+  }
+
+  // Ctrl/Cmd+S saves through the form's own submit, so htmx sends it as the Save button would.
+  function save() {
+    var form = document.getElementById("edit-form");
+    if (!form) return false;
+    var button = document.getElementById("save");
+    if (!(button && button.disabled)) form.requestSubmit(button || undefined);
+    return true;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.isComposing) return;
+    var key = event.key || ""; // none on the keydown of an autofill
+    var command = event.ctrlKey || event.metaKey;
+    if (command && !event.altKey && !event.shiftKey && key.toLowerCase() === "s") {
+      if (save()) event.preventDefault(); // also while typing: no browser "Save page"
+      return;
+    }
+    if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;
+    if (help() && help().open) return;
+    var done = false;
+    if (key === "/") done = search();
+    else if (key === "j") done = move(1);
+    else if (key === "k") done = move(-1);
+    else if (key === "?") done = openHelp();
+    if (done) event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-keys-help]")) openHelp();
+  });
+
+  // Closing (Esc, the Close button) gives the focus back to where it was.
+  document.addEventListener(
+    "close",
+    function (event) {
+      var dialog = event.target;
+      if (dialog.id !== "keys-help") return;
+      var back = dialog.returnFocus;
+      dialog.returnFocus = null;
+      if (back && back.focus && document.contains(back)) back.focus();
+    },
+    true
+  );
+
+  function showButtons() {
+    document.querySelectorAll("[data-keys-help]").forEach(function (button) {
+      button.hidden = false;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", showButtons);
+})();

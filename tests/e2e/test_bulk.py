@@ -117,7 +117,7 @@ def _open_list(page, live_server, sup) -> None:
     page.goto(f"{live_server.url}/tickets/")
     expect(page.get_by_text("To edit tickets in bulk, choose a team first.")).to_be_visible()
     expect(page.locator("input[name=ticket]")).to_have_count(0)
-    page.get_by_label("Team").select_option(sup["id"])
+    page.get_by_label("Team", exact=True).select_option(sup["id"])
     expect(page).to_have_url(re.compile(rf"/tickets/\?team={sup['id']}"))
     expect(page.locator("input[name=ticket][form=bulk-select]")).to_have_count(25)
 
