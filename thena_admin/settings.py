@@ -346,6 +346,17 @@ def _audit_secret(name: str) -> str:
     return value
 
 
+# Thena's ticket events (tickets/events.py): the secret /webhooks/thena/ checks (or from
+# the file THENA_WEBHOOK_SECRET_FILE names); unset, the receiver answers 404. A change made
+# in Thena within THENA_DRIFT_SECONDS of a dashboard edit of the same field is flagged.
+THENA_WEBHOOK_SECRET = _audit_secret("THENA_WEBHOOK_SECRET")
+if THENA_WEBHOOK_SECRET and len(THENA_WEBHOOK_SECRET) < 16:
+    raise ImproperlyConfigured("THENA_WEBHOOK_SECRET must be at least 16 characters long.")
+THENA_DRIFT_SECONDS = env_float("THENA_DRIFT_SECONDS", 600.0)
+if THENA_DRIFT_SECONDS < 0:
+    raise ImproperlyConfigured("THENA_DRIFT_SECONDS cannot be negative.")
+
+
 def _audit_hmac_key() -> str:
     key = _audit_secret("AUDIT_HMAC_KEY")
     if not key:

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from tickets import metrics
 from tickets import views as ticket_views
 from tickets.auth_forms import AdminLoginForm, LoginForm
+from tickets.webhooks import thena_webhook
 
 # The admin's own login page takes the same bounded username as ours.
 admin.site.login_form = AdminLoginForm
@@ -24,6 +25,7 @@ urlpatterns = [
     path("healthz", ticket_views.healthz, name="healthz"),
     path("healthz/live", ticket_views.healthz_live, name="healthz_live"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("webhooks/thena/", thena_webhook, name="thena-webhook"),
     path("tickets/", include("tickets.urls")),
     path("audit/", include("tickets.audit_urls")),
     path("admin/", admin.site.urls),

@@ -27,6 +27,9 @@ class Action(models.TextChoices):
     renamed) with the label people see."""
 
     TICKET_UPDATE = "ticket.update", "Ticket edit"
+    # A change made in Thena itself (its app, an automation, another integration), from
+    # one of Thena's ticket events (tickets/events.py).
+    TICKET_EXTERNAL = "ticket.external", "Change in Thena"
     AUDIT_EXPORT = "audit.export", "Audit export"
     # Starts the keyed chain after legacy rows; written by tickets/audit/chain.py alone.
     CHAIN_ANCHOR = "audit.chain_anchor", "Chain anchor"
@@ -175,6 +178,9 @@ class AuditEntry(InsertOnlyModel):
     team_name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     # The bulk edit (Batch id) this entry is part of; NULL for single edits.
     batch_id = models.CharField(max_length=36, null=True, blank=True)  # noqa: DJ001
+    # On a change made in Thena: the dashboard's succeeded edit (its id) of one of the same
+    # fields shortly before, which this change undid or overrode (a tug of war).
+    drift_of = models.BigIntegerField(null=True, blank=True)
     # What people call the entry: 1, 2, 3, ... over entries alone (ids count outcomes
     # too). Derived from the chain order like AuditField, so not hashed: verify_audit_log
     # checks that the numbers are exactly 1..N in id order.
@@ -209,6 +215,7 @@ class AuditEntry(InsertOnlyModel):
         "revert_of",
         "team_name",
         "batch_id",
+        "drift_of",
     )
 
     class Meta:
@@ -529,3 +536,57 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ThenaEvent(models.Model):
+    """A platform event Thena delivered to /webhooks/thena/, stored once per eventId as it
+    came, then processed by the task worker (tickets/events.py)."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received"  # stored, not processed yet
+        RECORDED = "recorded"  # written to the audit log as a change made in Thena
+        ECHO = "echo"  # our own edit, echoed back: linked to its entry, not written again
+        EVIDENCE = "evidence"  # no change of its own (the same change as another event)
+        IGNORED = "ignored"  # about no ticket, or changing nothing we record
+
+    event_id = models.CharField(max_length=200, unique=True)
+    event_type = models.CharField(max_length=100, blank=True)
+    ticket_id = models.CharField(max_length=64, blank=True)
+    # When Thena says the change happened (the event's timestamp, else the ticket's
+    # updatedAt); events arrive out of order and are processed in this order.
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    # The audit entry it was recorded as, echoes, or settled.
+    entry_id = models.BigIntegerField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "occurred_at"], name="event_state"),
+            models.Index(fields=["ticket_id", "occurred_at"], name="event_ticket"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+
+class TicketFieldSeen(models.Model):
+    """The latest value Thena's events showed of a field its ticket responses lack
+    (a write-only field such as dueDate): the form shows it as "as of <time>"."""
+
+    ticket_id = models.CharField(max_length=64)
+    field = models.CharField(max_length=64)
+    value = models.JSONField(null=True)
+    seen_at = models.DateTimeField()
+    event_id = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ticket_id", "field"], name="field_seen_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticket_id}.{self.field}"

@@ -98,3 +98,11 @@ def _reads_the_edited_thena() -> bool:
         "every process."
     )
     return False
+
+
+@task
+def events_process() -> int:
+    """Process the Thena events /webhooks/thena/ stored (tickets/events.py)."""
+    from . import events
+
+    return events.events_process()

@@ -64,7 +64,7 @@ from ..models import (
 GENESIS_HASH = "0" * 64
 # Columns added later count only when set, so older rows still verify.
 OPTIONAL_CHAIN_FIELDS = frozenset(
-    {"base_updated_at", "key_id", "reason", "revert_of", "team_name", "batch_id"}
+    {"base_updated_at", "key_id", "reason", "revert_of", "team_name", "batch_id", "drift_of"}
 )
 # The entry that starts the keyed chain after legacy rows (Action.CHAIN_ANCHOR, written by
 # _prepare_append, never by callers) names the legacy part in its request_body:
@@ -210,17 +210,21 @@ def entry_row(
     reason: str = "",
     revert_of: int | None = None,
     batch_id: str | None = None,
+    actor_label: str = "",
+    actor_email: str = "",
+    drift_of: int | None = None,
 ) -> AuditEntry:
     """An entry, unsaved, for record_attempt or append_many. `ticket` has Thena's keys
     (id, ticketIdentifier, title, teamId, and teamName when known), or is None for
-    actions on no ticket."""
+    actions on no ticket. Without `actor` (a change made in Thena), `actor_label` and
+    `actor_email` say who made it."""
     _check_entry(action, outcome)
     ticket = ticket or {}
     return AuditEntry(
         action=action,
         actor_id=actor.pk if actor else None,
-        actor_username=actor.get_username() if actor else "",
-        actor_email=getattr(actor, "email", "") or "",
+        actor_username=actor.get_username() if actor else actor_label,
+        actor_email=(getattr(actor, "email", "") or "") if actor else actor_email,
         ticket_id=str(ticket.get("id") or ""),
         ticket_identifier=str(ticket.get("ticketIdentifier") or ""),
         ticket_title=str(ticket.get("title") or ""),
@@ -237,6 +241,7 @@ def entry_row(
         reason=reason.strip() or None,
         revert_of=revert_of,
         batch_id=str(batch_id) if batch_id else None,
+        drift_of=drift_of,
     )
 
 

@@ -19,7 +19,7 @@ from .chain import AlreadySettled, record_outcome
 IN_FLIGHT_SECONDS = 60
 
 
-def _custom_edits(change: dict | None) -> dict:
+def custom_edits(change: dict | None) -> dict:
     """The custom fields an entry's customFieldValues change touched, by uid."""
     if not isinstance(change, dict):
         return {}
@@ -63,7 +63,15 @@ def audit_reconcile(
 
 
 def _reconcile(client, entry: AuditEntry, current: str) -> str:
-    """Settle one entry whose outcome was `current` when listed; returns what it counts as."""
+    """Settle one entry whose outcome was `current` when listed; returns what it counts as.
+    A Thena event that shows the sent values settles it without reading the ticket."""
+    from ..events import event_parse, evidence_for
+
+    if event := evidence_for(entry):
+        now = event_parse(event.payload).ticket or {}
+        status, outcome = None, "succeeded"
+        message = f"Reconciled from Thena event {event.event_id}: it shows every sent value."
+        return _record(entry, outcome, status, message, now, current)
     try:
         now = client.get_ticket(entry.ticket_id)
     except ThenaNotFound:
@@ -73,7 +81,7 @@ def _reconcile(client, entry: AuditEntry, current: str) -> str:
         return "skipped"
     else:
         status = None
-        custom = _custom_edits(entry.changes.get("customFieldValues"))
+        custom = custom_edits(entry.changes.get("customFieldValues"))
         applied = wire.applied(now, entry.request_body, custom)
         untouched = bool(entry.base_updated_at) and now.get("updatedAt") == entry.base_updated_at
         if applied:
@@ -91,6 +99,10 @@ def _reconcile(client, entry: AuditEntry, current: str) -> str:
                 message = "Reconciled: cannot tell; the values sent cannot be read back."
             if current == "unknown":  # already unknown: nothing new to record
                 return "unknown"
+    return _record(entry, outcome, status, message, now, current)
+
+
+def _record(entry, outcome: str, status, message: str, now: dict, current: str) -> str:
     try:
         record_outcome(
             entry=entry,

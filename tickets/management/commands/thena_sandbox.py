@@ -1,3 +1,5 @@
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
@@ -74,6 +76,24 @@ class Command(BaseCommand):
             action="store_true",
             help="answer PATCH /v1/tickets/bulk 404, as a Thena without it would",
         )
+        parser.add_argument(
+            "--events-url",
+            default="",
+            help="deliver Thena's ticket events to this URL, e.g. "
+            "http://127.0.0.1:8000/webhooks/thena/ (default: none)",
+        )
+        parser.add_argument(
+            "--events-secret",
+            default=os.getenv("THENA_WEBHOOK_SECRET", ""),
+            help="the secret the deliveries are signed with (default: THENA_WEBHOOK_SECRET)",
+        )
+        parser.add_argument(
+            "--events-duplicates",
+            type=float,
+            default=SandboxConfig.events_duplicate_rate,
+            help="share of events delivered twice (default "
+            f"{SandboxConfig.events_duplicate_rate:g})",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -104,6 +124,9 @@ class Command(BaseCommand):
             ticket_count=options["tickets"],
             bulk_max_ids=options["bulk_max_ids"],
             bulk_endpoint=not options["no_bulk_endpoint"],
+            events_url=options["events_url"],
+            events_secret=options["events_secret"],
+            events_duplicate_rate=options["events_duplicates"],
         )
 
     def _log(self, line: str) -> None:

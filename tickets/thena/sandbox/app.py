@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .. import documented
-from . import seed, spec, typesense
+from . import events, seed, spec, typesense
 from .seed import TICKET_COUNT
 from .spec import BULK_FIELDS, BULK_PATH
 from .validation import PATCH_FIELDS, ApiError, _type_errors, apply_patch
@@ -58,6 +58,12 @@ class SandboxConfig:
     # Thena documents no batch limit [?]: 100 is our guess at what it would refuse.
     bulk_max_ids: int = 100
     ticket_count: int = TICKET_COUNT
+    # Platform events (sandbox/events.py): delivered to this URL when set, signed with
+    # the secret, each after a random delay in this range, some twice.
+    events_url: str = ""
+    events_secret: str = ""
+    events_delay_ms: tuple[float, float] = (20, 400)
+    events_duplicate_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if self.custom_field_shape not in CUSTOM_FIELD_SHAPES:
@@ -114,6 +120,15 @@ class SandboxApp:
         self.config = config or SandboxConfig()
         self.clock = clock
         self.requests: list[RecordedRequest] = []
+        self.outbox = events.Outbox(
+            events.Delivery(
+                url=self.config.events_url,
+                secret=self.config.events_secret,
+                delay_ms=self.config.events_delay_ms,
+                duplicate_rate=self.config.events_duplicate_rate,
+                seed=self.config.seed,
+            )
+        )
         self._lock = threading.Lock()
         self._routes = [
             ("GET", r"/health", self._health),
@@ -151,6 +166,7 @@ class SandboxApp:
             self._window_start = 0.0
             self._window_used = 0
             self.requests.clear()
+            self.outbox.events.clear()
 
     def ticket(self, ticket_id: str) -> dict:
         with self._lock:
@@ -166,13 +182,25 @@ class SandboxApp:
             return copy.deepcopy(list(self._world.teams.values()))
 
     def touch_ticket(self, ticket_id: str, **fields) -> dict:
-        """Change a ticket as someone else would upstream (PATCH rules; raises ApiError)."""
+        """Change a ticket as someone else would upstream, in Thena's own app (PATCH
+        rules; raises ApiError). The events say who: a member of the ticket's team."""
         with self._lock:
             ticket = self._world.tickets.get(ticket_id)
             if ticket is None:
                 raise ApiError(404, f"Ticket '{ticket_id}' not found")
-            self._patch(ticket, fields)
+            self._patch(ticket, fields, actor=self._someone_else(ticket))
             return copy.deepcopy(ticket)
+
+    @property
+    def events(self) -> list[dict]:
+        """Every event emitted since the last reset, oldest first."""
+        return self.outbox.events
+
+    def _someone_else(self, ticket: dict) -> dict:
+        world = self._world
+        ids = [u for u in world.members.get(ticket["teamId"], []) if u != world.api_user_id]
+        user = world.users[ids[0]] if ids else {"id": "U-someone", "email": None}
+        return {"id": user["id"], "type": "user", "email": user.get("email")}
 
     def put_ticket(self, ticket_id: str, **raw) -> None:
         """Store values as Thena might hold them, unvalidated (e.g. hostile text, a ticket
@@ -346,7 +374,10 @@ class SandboxApp:
             "data": data,
         }
 
-    def _patch(self, ticket: dict, body: Any) -> None:
+    def _patch(self, ticket: dict, body: Any, *, actor: dict | None = None) -> None:
+        """Apply a PATCH body (raises ApiError, leaving the ticket as it was), then emit
+        its events; by default the API key's own user made the change."""
+        previous = copy.deepcopy(ticket)
         apply_patch(
             self._world,
             ticket,
@@ -357,6 +388,10 @@ class SandboxApp:
         # Strictly increasing, even for two changes within one millisecond.
         self._last_stamp = max(_to_ms(self.clock()), self._last_stamp + _MS)
         ticket["updatedAt"] = seed.iso(self._last_stamp)
+        if actor is None:
+            user = self._world.users.get(self._world.api_user_id, {})
+            actor = {"id": self._world.api_user_id, "type": "app", "email": user.get("email")}
+        self.outbox.changed(previous, copy.deepcopy(ticket), actor, ticket["updatedAt"])
 
     def _team(self, team_id: str, key: str = "teamId") -> dict:
         team = self._world.teams.get(team_id)
