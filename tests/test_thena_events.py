@@ -293,3 +293,33 @@ def test_a_thousand_deliveries_make_one_entry_per_distinct_change(client, sandbo
     assert _external().count() == len(changes) == 760
     recorded = set(_external().values_list("request_id", flat=True))
     assert recorded == {e["eventId"][:64] for e in changes}
+
+
+def test_the_ticket_page_and_the_audit_list_flag_a_tug_of_war(
+    manager_client, client, sandbox, ticket
+):
+    ours = _edit(manager_client, ticket, title="Ours")
+    sandbox.events.clear()
+    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    _deliver_all(client, sandbox.events)
+    events.events_process()
+
+    page = manager_client.get(f"/tickets/{ticket['id']}/").content.decode()
+    assert "Tug of war." in page and f"#{ours.number}</a>" in page
+    assert '<span class="badge source-thena">In Thena</span>' in page
+    assert "this undid the dashboard\u2019s edit" in page
+    listing = manager_client.get("/audit/").content.decode()
+    assert f'undid <a href="/audit/{ours.number}/">#{ours.number}</a>' in listing
+    assert "Change in Thena" in listing
+
+
+def test_a_write_only_value_seen_in_events_is_shown_but_not_prefilled(
+    manager_client, client, sandbox, ticket
+):
+    sandbox.touch_ticket(ticket["id"], dueDate="2027-01-05T10:00:00.000Z")
+    _deliver_all(client, sandbox.events)
+    events.events_process()
+
+    html = manager_client.get(f"/tickets/{ticket['id']}/").content.decode()
+    assert "from Thena&#x27;s events: 5 Jan 2027, 10:00." in html
+    assert dict(form_data(html))["dueDate"] == ""  # only what the user types is sent

@@ -24,7 +24,7 @@ from . import audit, locks
 from .audit import reconcile
 from .audit.chain import AlreadySettled
 from .audit.queries import visible_to
-from .audit.words import change_lines, revert_numbers
+from .audit.words import change_lines, drift_numbers, revert_numbers
 from .forms import (
     CF_PREFIX,
     CURRENT_LABELS,
@@ -36,7 +36,7 @@ from .forms import (
     option_pairs,
 )
 from .locks import EditBusy  # noqa: F401 - raised through ticket_update
-from .models import Action, AuditEntry, Outcome, TeamScope
+from .models import Action, AuditEntry, Outcome, TeamScope, TicketFieldSeen
 from .snapshot import Snapshot, SnapshotError  # noqa: F401 - raised through here
 from .tasks import reconcile_entry
 from .thena import schema, speccheck, wire
@@ -1175,6 +1175,11 @@ class HistoryItem:
     fields: list[str]  # labels of the fields the attempt changed
     changes: tuple[str, ...] = ()  # each change in words: "Priority: High → Urgent"
     revert_of_number: int | None = None  # the number of the entry this one reverts
+    drift_of_number: int | None = None  # a change in Thena: the edit it overrode
+
+    @property
+    def external(self) -> bool:
+        return self.entry.action == Action.TICKET_EXTERNAL
 
 
 def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
@@ -1184,7 +1189,7 @@ def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[Histor
     scoped to its new team none of what was done while it was in the old one."""
     entries = AuditEntry.objects.filter(visible_to(team_scope_get(user)))
     entries = list(entries.for_ticket(ticket_id).with_current_outcome()[:limit])
-    numbers = revert_numbers(entries)
+    numbers, drifts = revert_numbers(entries), drift_numbers(entries)
     return [
         HistoryItem(
             entry,
@@ -1192,9 +1197,15 @@ def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[Histor
             [field_label(name) for name in entry.changes],
             tuple(change_lines(entry.changes, limit=HISTORY_TEXT)),
             numbers.get(entry.revert_of),
+            drifts.get(entry.drift_of),
         )
         for entry in entries
     ]
+
+
+def write_only_seen(ticket_id: str) -> list[TicketFieldSeen]:
+    """What Thena's events last showed of the ticket's write-only fields."""
+    return list(TicketFieldSeen.objects.filter(ticket_id=ticket_id))
 
 
 # -- reverting ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.template import loader
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import (
@@ -31,6 +33,7 @@ from django_htmx.http import push_url, trigger_client_event
 
 from . import audit, services
 from .audit import RequestMeta
+from .audit.words import drift_numbers
 from .forms import RESOLVE_PREFIX, RevertForm, TicketUpdateForm
 from .models import Action, AuditEntry
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
@@ -82,6 +85,12 @@ def _thena_web_url(ticket: dict) -> str:
 def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
     template = DETAIL + ("#ticket-main" if _is_partial(request) else "")
     can_audit = request.user.has_perm("tickets.view_auditentry")
+    history = (
+        services.ticket_history_list(user=request.user, ticket_id=edit.ticket_id)
+        if can_audit
+        else None
+    )
+    _show_write_only_seen(form, edit.ticket_id)
     context = {
         "edit": edit,
         "ticket": edit.ticket,
@@ -89,11 +98,8 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
         "form": form,
         "conflict": conflict,
         "can_edit": request.user.has_perm("tickets.edit_ticket"),
-        "history": (
-            services.ticket_history_list(user=request.user, ticket_id=edit.ticket_id)
-            if can_audit
-            else None
-        ),
+        "history": history,
+        "drift": _recent_drift(history),
     }
     if conflict:
         # Write-only values cannot be compared, so no conflict on them can be seen.
@@ -111,6 +117,39 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
             for field in conflict.fields
         ]
     return render(request, template, context, status=status)
+
+
+DRIFT_SHOWN = timedelta(days=1)  # how long the ticket page flags a tug of war
+
+
+def _recent_drift(history):
+    """The latest change made in Thena that overrode a dashboard edit, if recent."""
+    for item in history or ():
+        if item.external and item.drift_of_number:
+            if timezone.now() - item.entry.created_at < DRIFT_SHOWN:
+                return item
+            return None
+    return None
+
+
+def _show_write_only_seen(form, ticket_id: str) -> None:
+    """Under a write-only input (empty: Thena does not return it), the value Thena's
+    events last showed, and when. The input stays empty: only what the user types is sent."""
+    for seen in services.write_only_seen(ticket_id):
+        if seen.field in form.fields and seen.field in form.unreadable:
+            when = parse_datetime(seen.value) if isinstance(seen.value, str) else None
+            shown = _moment(when) if when else form.display(seen.field, seen.value)
+            field = form[seen.field]  # a bound field copies its help text when made
+            field.help_text = field.field.help_text = (
+                f"As of {_moment(seen.seen_at)}, from Thena's events: {shown}. "
+                + str(field.field.help_text or "")
+            ).strip()
+
+
+def _moment(value) -> str:
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return timezone.localtime(value).strftime("%-d %b %Y, %H:%M")
 
 
 def _add_upstream_errors(form: TicketUpdateForm, error: ThenaValidationError) -> None:
@@ -423,6 +462,7 @@ class _Row:
     outcome: str
     reason: str = ""  # cut to REASON_SHOWN characters
     revert_of_number: int | None = None
+    drift_of_number: int | None = None  # a change in Thena: the dashboard edit it overrode
 
 
 def _ticket_url(ticket_id) -> str:
@@ -436,7 +476,7 @@ def _ticket_url(ticket_id) -> str:
 
 def _rows(entries: list[AuditEntry]) -> list[_Row]:
     rows = []
-    reverted = audit.revert_numbers(entries)
+    reverted, drifts = audit.revert_numbers(entries), drift_numbers(entries)
     for entry in entries:
         local = timezone.localtime(entry.created_at)
         rows.append(
@@ -454,6 +494,7 @@ def _rows(entries: list[AuditEntry]) -> list[_Row]:
                 outcome=entry.current_outcome,
                 reason=_cut(entry.reason or "", REASON_SHOWN),
                 revert_of_number=reverted.get(entry.revert_of) if entry.revert_of else None,
+                drift_of_number=drifts.get(entry.drift_of) if entry.drift_of else None,
             )
         )
     return rows

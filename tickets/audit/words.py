@@ -100,6 +100,15 @@ def revert_numbers(entries: list[AuditEntry]) -> dict[int, int]:
     return dict(AuditEntry.objects.filter(pk__in=ids).values_list("id", "number"))
 
 
+def drift_numbers(entries: list[AuditEntry]) -> dict[int, int]:
+    """The numbers of the dashboard edits that changes made in Thena among `entries`
+    overrode shortly after (AuditEntry.drift_of), by entry id."""
+    ids = {entry.drift_of for entry in entries if entry.drift_of}
+    if not ids:
+        return {}
+    return dict(AuditEntry.objects.filter(pk__in=ids).values_list("id", "number"))
+
+
 def _line(label: str, readable: bool, before: str, after: str, limit: int | None) -> str:
     after = _cut(after, limit) or EMPTY
     if not readable:
