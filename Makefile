@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 SANDBOX_PORT ?= 8001
 DEMO_ENV := DJANGO_DEBUG=true THENA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT) \
-	THENA_API_KEY=sandbox-demo-key
+	THENA_API_KEY=sandbox-demo-key THENA_WEBHOOK_SECRET=demo-webhook-secret-not-for-production
 PG_BIN := /usr/lib/postgresql/15/bin
 
 .PHONY: demo test test-postgres setup browser lint format lock bench clean
@@ -25,13 +25,15 @@ $(VENV)/.installed: requirements-dev.lock | $(BIN)/python
 setup: $(VENV)/.installed
 
 # The demo runs three processes: the sandbox over HTTP (so that the web server and the
-# task worker see the same tickets), the worker (it settles lost edits) and the web
-# server. Ctrl-C stops all three.
+# task worker see the same tickets; it sends its ticket events to the web server), the
+# worker (it settles lost edits and processes the events) and the web server. Ctrl-C
+# stops all three.
 demo: setup
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	$(DEMO_ENV) $(BIN)/python manage.py schedule_reconcile
-	@{ $(DEMO_ENV) $(BIN)/python manage.py thena_sandbox --port $(SANDBOX_PORT) >/dev/null & sandbox=$$!; \
+	@{ $(DEMO_ENV) $(BIN)/python manage.py thena_sandbox --port $(SANDBOX_PORT) \
+	    --events-url http://127.0.0.1:$(PORT)/webhooks/thena/ >/dev/null & sandbox=$$!; \
 	  $(DEMO_ENV) $(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
 	  trap 'kill $$worker $$sandbox 2>/dev/null; wait' EXIT; \
 	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT); }

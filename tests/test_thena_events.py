@@ -323,3 +323,26 @@ def test_a_write_only_value_seen_in_events_is_shown_but_not_prefilled(
     html = manager_client.get(f"/tickets/{ticket['id']}/").content.decode()
     assert "from Thena&#x27;s events: 5 Jan 2027, 10:00." in html
     assert dict(form_data(html))["dueDate"] == ""  # only what the user types is sent
+
+
+def test_the_webhook_command_says_what_to_do_and_what_came(client, sandbox, ticket, settings):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "thena_webhook", "register", "--url", "https://admin.example/webhooks/thena/", stdout=out
+    )
+    assert "POST to https://admin.example/webhooks/thena/" in out.getvalue()
+    assert "X-Thena-Signature: sha256=" in out.getvalue()
+
+    sandbox.touch_ticket(ticket["id"], title="x")
+    _deliver_all(client, sandbox.events)
+    out = StringIO()
+    call_command("thena_webhook", "status", stdout=out)
+    assert "Events waiting" in out.getvalue() and "Received   1" in out.getvalue()
+
+    settings.THENA_WEBHOOK_SECRET = ""
+    with pytest.raises(CommandError, match="Set THENA_WEBHOOK_SECRET"):
+        call_command("thena_webhook", "register")

@@ -140,10 +140,13 @@ def _show_write_only_seen(form, ticket_id: str) -> None:
             when = parse_datetime(seen.value) if isinstance(seen.value, str) else None
             shown = _moment(when) if when else form.display(seen.field, seen.value)
             field = form[seen.field]  # a bound field copies its help text when made
-            field.help_text = field.field.help_text = (
-                f"As of {_moment(seen.seen_at)}, from Thena's events: {shown}. "
-                + str(field.field.help_text or "")
-            ).strip()
+            moment = _moment(seen.seen_at)
+            note = (
+                f"Empty as of {moment}, from Thena's events."
+                if shown == "—"
+                else f"As of {moment}, from Thena's events: {shown}."
+            )
+            field.help_text = field.field.help_text = f"{note} {field.field.help_text or ''}"
 
 
 def _moment(value) -> str:
