@@ -143,18 +143,24 @@ def test_sorts(viewer_client, sandbox):
         "created_asc": sorted(tickets, key=lambda t: t["createdAt"]),
     }
     for sort, expected in by.items():
-        found = _listed(viewer_client.get("/tickets/", {"team": team["id"], "sort": sort}))
+        found = _listed(
+            viewer_client.get("/tickets/", {"team": team["id"], "sort": sort}, follow=True)
+        )
         assert [t["id"] for t in found] == [t["id"] for t in expected[:PAGE_SIZE]], sort
 
     ranks = {"Urgent": 4, "High": 3, "Medium": 2, "Low": 1}
-    found = _listed(viewer_client.get("/tickets/", {"team": team["id"], "sort": "priority"}))
+    found = _listed(
+        viewer_client.get("/tickets/", {"team": team["id"], "sort": "priority"}, follow=True)
+    )
     shown = [ranks[t["priority"]] for t in found]
     assert shown == sorted(shown, reverse=True) and shown[0] == 4
 
 
 def test_sort_by_status_follows_the_teams_order(viewer_client, sandbox):
     team = _team(sandbox)
-    response = viewer_client.get("/tickets/", {"team": team["id"], "sort": "status", "page": 1})
+    response = viewer_client.get(
+        "/tickets/", {"team": team["id"], "sort": "status", "page": 1}, follow=True
+    )
     order = response.context["listing"].options.statuses
     shown = [t["status"] for t in _listed(response)]
     positions = [next(i for i, label in enumerate(order) if label.endswith(name)) for name in shown]
@@ -175,7 +181,9 @@ def test_a_warm_filtered_page_costs_one_search_call(viewer_client, sandbox):
 
 def test_the_url_holds_the_whole_list_and_the_pager_keeps_it(viewer_client, sandbox):
     team = _team(sandbox)
-    response = viewer_client.get("/tickets/", {"team": team["id"], "sort": "created_asc", "q": "a"})
+    response = viewer_client.get(
+        "/tickets/", {"team": team["id"], "sort": "created_asc", "q": "a"}, follow=True
+    )
     listing = response.context["listing"]
     assert listing.last_page > 1
     nxt = parse_qs(listing.next_query)
@@ -205,6 +213,26 @@ def test_a_page_past_the_end_redirects_to_the_last_page(viewer_client, sandbox):
     assertContains(viewer_client.get(response["Location"]), "No tickets match.")
 
 
+def test_a_plain_form_submit_lands_on_the_clean_url(viewer_client, sandbox):
+    """The plain form sends every control, empty ones too: one redirect to the URL the
+    list reads, which htmx pushes as well."""
+    team = _team(sandbox)
+    sent = {"q": "", "team": team["id"], "status": "", "priority": "High", "sort": "updated"}
+    response = viewer_client.get("/tickets/", sent)
+    assert response["Location"] == f"/tickets/?team={team['id']}&priority=High"
+    swap = viewer_client.get("/tickets/", sent, headers={"HX-Request": "true"})
+    assert swap["HX-Push-Url"] == response["Location"]
+    again = viewer_client.get(
+        "/tickets/",
+        sent,
+        headers={
+            "HX-Request": "true",
+            "HX-Current-URL": f"http://testserver{response['Location']}",
+        },
+    )
+    assert again["HX-Push-Url"] == "false"  # nothing changed: no new history entry
+
+
 def test_htmx_swaps_the_table_or_with_a_new_team_the_whole_list(viewer_client, sandbox):
     team = _team(sandbox)
     table = viewer_client.get("/tickets/", {"team": team["id"]}, headers={"HX-Request": "true"})
@@ -218,7 +246,7 @@ def test_htmx_swaps_the_table_or_with_a_new_team_the_whole_list(viewer_client, s
         headers={"HX-Request": "true", "HX-Target": "ticket-list"},
     )
     html = whole.content.decode()
-    assert html.lstrip().startswith('<div id="ticket-list">') and 'id="filters"' in html
+    assert html.lstrip().startswith('<div id="ticket-list"') and 'id="filters"' in html
     assert "<html" not in html
 
 

@@ -312,6 +312,9 @@ def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
         choice_sets = [team_choices_load(team_id) for team_id in team_ids]
         names = Names.of(choice_sets)
         options = _options(names, choice_sets)
+        known = {sub_id for sub_id, _ in options.sub_teams}
+        if flt.subteam not in known and not any("sub-teams" in c.missing for c in choice_sets):
+            flt = replace(flt, subteam="")  # another team's (the team just changed)
         try:
             params = search_params(flt, names, email=getattr(user, "email", "") or "")
         except NoSuchValue as error:

@@ -19,7 +19,12 @@ def _list_url(query: str) -> str:
 @require_GET
 def ticket_list(request: HttpRequest) -> HttpResponse:
     flt = listing.TicketFilter.from_query(request.GET)
-    return _list_page(request, flt, _int(request.GET.get("page"), 1))
+    page = max(_int(request.GET.get("page"), 1), 1)
+    canonical = flt.query_string(page)
+    if not request.htmx and request.GET.urlencode() != canonical:
+        # The plain form sends every control, empty or not: one clean URL to share.
+        return redirect(_list_url(canonical))
+    return _list_page(request, flt, page)
 
 
 def _list_page(request, flt, page_number: int, view_form=None, status=200) -> HttpResponse:
@@ -35,10 +40,17 @@ def _list_page(request, flt, page_number: int, view_form=None, status=200) -> Ht
         "view_form": view_form or SavedViewForm(initial={"query": page.filter.query_string()}),
     }
     template = "tickets/ticket_list.html"
-    if _is_partial(request):
-        # A change of team changes what the filters offer: the whole list, form included.
-        template += "#ticket-list" if request.htmx.target == "ticket-list" else "#ticket-table"
-    return render(request, template, context, status=status)
+    if not _is_partial(request):
+        return render(request, template, context, status=status)
+    # A change of team changes what the filters offer: the whole list, form included.
+    template += "#ticket-list" if request.htmx.target == "ticket-list" else "#ticket-table"
+    response = render(request, template, context, status=status)
+    # The URL as the list reads it (no empty parameters, nothing it dropped), and no new
+    # history entry when nothing changed (the search box left after its own search).
+    url = _list_url(page.filter.query_string(page.page))
+    same = request.htmx.current_url_abs_path == url
+    response["HX-Push-Url"] = "false" if same else url
+    return response
 
 
 # /tickets/views/
@@ -55,7 +67,9 @@ def saved_view_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Saved the view “{view.name}”.")
             return redirect(_list_url(view.query))
-    # The list it was saved from, with the name typed and why it was not kept.
+    # The list it was saved from, with the name typed and why it was not kept (focused,
+    # so the page opens at it, however long the list).
+    form.fields["name"].widget.attrs["autofocus"] = True
     flt = listing.TicketFilter.from_query(QueryDict(request.POST.get("query", "")[:2000]))
     return _list_page(request, flt, 1, view_form=form, status=400)
 
