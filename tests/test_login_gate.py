@@ -6,6 +6,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 # The only pages anyone may see without logging in (/metrics has its own gate: a token,
 # or loopback only; tests/test_observability.py).
 PUBLIC = {"login", "healthz", "healthz_live", "admin:login", "metrics"}
+# Open to the network but not to people: the receiver of Thena's events takes a POST with
+# its shared secret, and nothing else (tests/test_thena_events.py).
+BY_SECRET = {"thena-webhook"}
 
 
 def _walk(patterns, prefix="", namespace=""):
@@ -46,6 +49,10 @@ def test_every_page_but_login_and_healthz_requires_login(client, route, name):
     response = client.get(path)
     if name in PUBLIC:
         assert response.status_code in (200, 503), path
+        return
+    if name in BY_SECRET:
+        assert response.status_code == 405, path
+        assert client.post(path).status_code in (401, 404), path
         return
     if response.status_code == 405:  # e.g. logout: POST only; the POST must not be open either
         response = client.post(path)

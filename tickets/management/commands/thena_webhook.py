@@ -23,7 +23,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=("register", "status", "unregister"))
+        parser.add_argument(
+            "action",
+            choices=("register", "status", "unregister"),
+            help="register/unregister: print the steps to take in Thena; status: what came",
+        )
         parser.add_argument(
             "--url",
             default="",
