@@ -10,7 +10,7 @@ DEMO_ENV := DJANGO_DEBUG=true THENA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT
 	THENA_API_KEY=sandbox-demo-key THENA_WEBHOOK_SECRET=demo-webhook-secret-not-for-production
 PG_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: demo test test-postgres setup browser lint format lock bench clean
+.PHONY: demo demo-sso test test-postgres setup browser lint format lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed (see .python-version)"'
@@ -37,6 +37,25 @@ demo: setup
 	  $(DEMO_ENV) $(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
 	  trap 'kill $$worker $$sandbox 2>/dev/null; wait' EXIT; \
 	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT); }
+
+# The demo with single sign-on (README "Single sign-on"): the test suite's OpenID Connect
+# provider (tests/oidc_provider) on IDP_PORT, whose people are in
+# tests/oidc_provider/demo_people.json (password "demo"), and the demo pointed at it.
+# `make demo` alone has no provider and needs none.
+IDP_PORT ?= 8002
+IDP_CLIENT := --client-id thena-admin-demo --client-secret demo-client-secret
+SSO_DEMO_ENV := OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)/o OIDC_CLIENT_ID=thena-admin-demo \
+	OIDC_CLIENT_SECRET=demo-client-secret OIDC_PROVIDER_NAME='Demo IdP' \
+	OIDC_GROUP_MAP='support-leads=Support managers,audit=Auditors' \
+	OIDC_TEAM_SCOPE_CLAIM=thena_teams
+
+demo-sso: setup
+	@{ $(BIN)/python -m tests.oidc_provider --port $(IDP_PORT) $(IDP_CLIENT) \
+	    --people tests/oidc_provider/demo_people.json \
+	    $(foreach host,127.0.0.1 localhost,--redirect-uri http://$(host):$(PORT)/accounts/oidc/callback/ \
+	      --post-logout-redirect-uri http://$(host):$(PORT)/accounts/login/) & idp=$$!; \
+	  trap 'kill $$idp 2>/dev/null; wait' EXIT; \
+	  $(MAKE) --no-print-directory demo DEMO_ENV="$(DEMO_ENV) $(SSO_DEMO_ENV)"; }
 
 # Browser tests drive Debian's Chromium; in CI a missing browser is installed, and a
 # browser that still cannot be had fails the run (tests/e2e/conftest.py).

@@ -420,3 +420,99 @@ DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 # /metrics (Prometheus): with a token, only `Authorization: Bearer <token>`; without,
 # only direct requests from this host (loopback, through no proxy). Anything else is 404.
 METRICS_TOKEN = os.getenv("METRICS_TOKEN", "").strip()
+
+# --- Single sign-on ---------------------------------------------------------------------
+# OpenID Connect through the company's identity provider (tickets/sso/; README "Single
+# sign-on"). Off while OIDC_ISSUER is empty: then only local accounts sign in.
+
+
+def oidc_issuer(value: str) -> str:
+    """OIDC_ISSUER checked: empty, or the provider's https:// URL (http:// only for a
+    provider on this host), with no query or fragment."""
+    value = value.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(ord(char) <= 0x20 for char in value)
+    ):
+        raise ImproperlyConfigured(
+            "OIDC_ISSUER must be the provider's issuer URL, https:// (http:// only on this "
+            "host), without ?query or #fragment, e.g. https://login.example.com/realms/staff."
+        )
+    return value
+
+
+def oidc_group_map(value: str) -> dict[str, list[str]]:
+    """OIDC_GROUP_MAP, `provider group=Group name` pairs separated by commas, as
+    {provider group: [group names]}."""
+    mapping: dict[str, list[str]] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        provider_group, equals, name = (part.strip() for part in item.partition("="))
+        if not equals or not provider_group or not name:
+            raise ImproperlyConfigured(
+                "OIDC_GROUP_MAP must be provider-group=Group name pairs separated by commas, "
+                f"e.g. support-leads=Support managers,audit=Auditors; not {item.strip()!r}."
+            )
+        names = mapping.setdefault(provider_group, [])
+        if name not in names:
+            names.append(name)
+    return mapping
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+INSTALLED_APPS.append("tickets.sso")  # its table (the users' provider accounts) always exists
+OIDC_ISSUER = oidc_issuer(os.getenv("OIDC_ISSUER", ""))
+OIDC_CLIENT_ID = os.getenv("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = _audit_secret("OIDC_CLIENT_SECRET")  # or OIDC_CLIENT_SECRET_FILE
+OIDC_SCOPES = os.getenv("OIDC_SCOPES", "").replace(",", " ").split() or [
+    "openid",
+    "email",
+    "profile",
+]
+OIDC_PROVIDER_NAME = os.getenv("OIDC_PROVIDER_NAME", "").strip() or "single sign-on"
+OIDC_GROUPS_CLAIM = os.getenv("OIDC_GROUPS_CLAIM", "").strip() or "groups"
+OIDC_GROUP_MAP = oidc_group_map(os.getenv("OIDC_GROUP_MAP", ""))
+# Empty: team scopes are not touched by sign-in (set in /admin/ by hand).
+OIDC_TEAM_SCOPE_CLAIM = os.getenv("OIDC_TEAM_SCOPE_CLAIM", "").strip()
+# false: password sign-in for superusers only (break-glass); everyone else uses the provider.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+if OIDC_ISSUER and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured(
+        "OIDC_ISSUER is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or "
+        "OIDC_CLIENT_SECRET_FILE) too, as registered at the provider."
+    )
+if not OIDC_ISSUER and (
+    OIDC_CLIENT_ID or OIDC_CLIENT_SECRET or OIDC_GROUP_MAP or OIDC_TEAM_SCOPE_CLAIM
+):
+    raise ImproperlyConfigured(
+        "OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_GROUP_MAP and OIDC_TEAM_SCOPE_CLAIM need "
+        "OIDC_ISSUER, the provider's issuer URL."
+    )
+if "openid" not in OIDC_SCOPES:
+    raise ImproperlyConfigured("OIDC_SCOPES must include openid, e.g. openid email profile.")
+if not LOCAL_LOGIN and not OIDC_ISSUER:
+    raise ImproperlyConfigured(
+        "LOCAL_LOGIN=false leaves single sign-on as the only way in: set OIDC_ISSUER too."
+    )
+if OIDC_ISSUER:
+    AUTHENTICATION_BACKENDS.append("tickets.sso.backends.OidcBackend")
+    # Logging out sends the browser on to the provider's end-session endpoint: a redirect
+    # after a form, which form-action governs.
+    SECURE_CSP["form-action"].append(origin(OIDC_ISSUER))
+if not LOCAL_LOGIN:
+    AUTHENTICATION_BACKENDS[
+        AUTHENTICATION_BACKENDS.index("django.contrib.auth.backends.ModelBackend")
+    ] = "tickets.sso.backends.BreakGlassBackend"
+# --- end of single sign-on --------------------------------------------------------------

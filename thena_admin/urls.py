@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from tickets import metrics
 from tickets import views as ticket_views
 from tickets.auth_forms import AdminLoginForm, LoginForm
+from tickets.sso import views as sso_views
 from tickets.webhooks import thena_webhook
 
 # The admin's own login page takes the same bounded username as ours.
@@ -20,7 +21,10 @@ urlpatterns = [
         ),
         name="login",
     ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Django's logout, then the identity provider's for a user who signed in through it.
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    # Single sign-on (tickets/sso/): the way to the provider and back.
+    path("accounts/oidc/", include("tickets.sso.urls")),
     # Also served by tickets.middleware.HealthCheckMiddleware, whatever the Host header.
     path("healthz", ticket_views.healthz, name="healthz"),
     path("healthz/live", ticket_views.healthz_live, name="healthz_live"),

@@ -109,14 +109,22 @@ def audit_outcome(*, entry, outcome: str, status_code: int | None = None) -> Non
 # Keys whose values are never logged, whatever logs them.
 SECRET_KEYS = frozenset(
     {"password", "authorization", "cookie", "csrfmiddlewaretoken", "csrftoken", "sessionid"}
-    | {"x-api-key", "api_key", "token"}
+    | {"x-api-key", "api_key", "token", "id_token", "access_token", "code_verifier"}
+    | {"x-thena-webhook-secret", "x-thena-signature"}
 )
 REDACTED = "[redacted]"
 _MIN_SECRET = 8  # shorter "secrets" would redact ordinary words
 
 
 def _secrets_re() -> re.Pattern | None:
-    names = ("THENA_API_KEY", "METRICS_TOKEN", "SECRET_KEY", "AUDIT_HMAC_KEY")
+    names = (
+        "THENA_API_KEY",
+        "METRICS_TOKEN",
+        "SECRET_KEY",
+        "AUDIT_HMAC_KEY",
+        "THENA_WEBHOOK_SECRET",
+        "OIDC_CLIENT_SECRET",
+    )
     values = {getattr(settings, name, "") or "" for name in names}
     return _compile(tuple(sorted((v for v in values if len(v) >= _MIN_SECRET), key=len)))
 
