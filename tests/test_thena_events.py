@@ -346,3 +346,24 @@ def test_the_webhook_command_says_what_to_do_and_what_came(client, sandbox, tick
     settings.THENA_WEBHOOK_SECRET = ""
     with pytest.raises(CommandError, match="Set THENA_WEBHOOK_SECRET"):
         call_command("thena_webhook", "register")
+
+
+def test_the_history_panel_shows_one_source_or_both(manager_client, client, sandbox, ticket):
+    _edit(manager_client, ticket, title="Ours")
+    sandbox.events.clear()
+    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    _deliver_all(client, sandbox.events)
+    events.events_process()
+    url = f"/tickets/{ticket['id']}/history/"
+    htmx = {"HX-Request": "true"}
+
+    def shown(source=""):
+        response = manager_client.get(url, {"source": source} if source else {}, headers=htmx)
+        return response.content.decode().count('<article class="history-entry')
+
+    assert (shown(), shown("dashboard"), shown("thena"), shown("bogus")) == (2, 1, 1, 2)
+    plain = manager_client.get(url, {"source": "thena"})
+    assert plain["Location"] == f"/tickets/{ticket['id']}/?history=thena#history-panel"
+    page = manager_client.get(f"/tickets/{ticket['id']}/", {"history": "thena"}).content.decode()
+    assert page.count('<article class="history-entry') == 1
+    assert '<span class="badge source-thena">In Thena</span>' in page

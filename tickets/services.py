@@ -1182,12 +1182,22 @@ class HistoryItem:
         return self.entry.action == Action.TICKET_EXTERNAL
 
 
-def ticket_history_list(*, user, ticket_id: str, limit: int = 10) -> list[HistoryItem]:
+HISTORY_SOURCES = {"dashboard": "Dashboard", "thena": "In Thena"}
+
+
+def ticket_history_list(
+    *, user, ticket_id: str, limit: int = 10, source: str = ""
+) -> list[HistoryItem]:
     """The ticket's latest audit entries that `user` may read, with their current outcome
-    (local reads only). Entries are kept by the team they were recorded under (the audit
-    log's one rule, audit.queries.visible_to): a ticket that moved teams shows a user
-    scoped to its new team none of what was done while it was in the old one."""
+    (local reads only), from one source (HISTORY_SOURCES) or all. Entries are kept by the
+    team they were recorded under (the audit log's one rule, audit.queries.visible_to): a
+    ticket that moved teams shows a user scoped to its new team none of what was done
+    while it was in the old one."""
     entries = AuditEntry.objects.filter(visible_to(team_scope_get(user)))
+    if source == "thena":
+        entries = entries.filter(action=Action.TICKET_EXTERNAL)
+    elif source == "dashboard":
+        entries = entries.exclude(action=Action.TICKET_EXTERNAL)
     entries = list(entries.for_ticket(ticket_id).with_current_outcome()[:limit])
     numbers, drifts = revert_numbers(entries), drift_numbers(entries)
     return [

@@ -85,8 +85,9 @@ def _thena_web_url(ticket: dict) -> str:
 def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
     template = DETAIL + ("#ticket-main" if _is_partial(request) else "")
     can_audit = request.user.has_perm("tickets.view_auditentry")
+    source = _history_source(request.GET.get("history"))
     history = (
-        services.ticket_history_list(user=request.user, ticket_id=edit.ticket_id)
+        services.ticket_history_list(user=request.user, ticket_id=edit.ticket_id, source=source)
         if can_audit
         else None
     )
@@ -99,6 +100,7 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
         "conflict": conflict,
         "can_edit": request.user.has_perm("tickets.edit_ticket"),
         "history": history,
+        "history_source": source,
         "drift": _recent_drift(history),
     }
     if conflict:
@@ -120,6 +122,10 @@ def _page(request, edit, form, *, conflict=None, status=200) -> HttpResponse:
 
 
 DRIFT_SHOWN = timedelta(days=1)  # how long the ticket page flags a tug of war
+
+
+def _history_source(value: str | None) -> str:
+    return value if value in services.HISTORY_SOURCES else ""
 
 
 def _recent_drift(history):
@@ -335,10 +341,13 @@ def ticket_history(request: HttpRequest, ticket_id: str) -> HttpResponse:
         return HttpResponse(
             error.user_message, status=502, content_type="text/plain; charset=utf-8"
         )
-    history = services.ticket_history_list(user=request.user, ticket_id=ticket_id)
-    return render(
-        request, DETAIL + "#history-panel", {"ticket": {"id": ticket_id}, "history": history}
-    )
+    source = _history_source(request.GET.get("source"))
+    if "source" in request.GET and not request.htmx:  # a link followed without JS
+        query = f"?history={source}" if source else ""
+        return redirect(reverse("tickets:detail", args=[ticket_id]) + query + "#history-panel")
+    history = services.ticket_history_list(user=request.user, ticket_id=ticket_id, source=source)
+    context = {"ticket": {"id": ticket_id}, "history": history, "history_source": source}
+    return render(request, DETAIL + "#history-panel", context)
 
 
 # /tickets/accounts/?q=
