@@ -700,8 +700,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _json(response: httpx.Response) -> Any:
     """The body as JSON, with lone surrogates (valid JSON escapes, but no text) replaced:
-    a page that showed one could not be encoded."""
-    return _no_surrogates(response.json())
+    a page that showed one could not be encoded. Only an escape can make one, so a body
+    without any is not walked."""
+    data = response.json()
+    return _no_surrogates(data) if _SURROGATE_ESCAPE.search(response.content) else data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _no_surrogates(value: Any) -> Any:
