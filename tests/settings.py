@@ -10,6 +10,8 @@ from django.core.management.utils import get_random_secret_key
 # without them when DJANGO_DEBUG is off).
 os.environ.setdefault("DJANGO_SECRET_KEY", get_random_secret_key())
 os.environ.setdefault("AUDIT_HMAC_KEY", get_random_secret_key())
+# Background exports' files: this run's own directory.
+os.environ.setdefault("EXPORT_DIR", tempfile.mkdtemp(prefix="thena-exports-"))
 
 from thena_admin.settings import *  # noqa: F403
 from thena_admin.settings import CACHES, DATABASES, STORAGES

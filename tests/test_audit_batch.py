@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.urls import include, path
 from pytest_django.asserts import assertContains, assertNotContains
 
-from tests.util import write_audit
+from tests.util import complete_export, write_audit
 from thena_admin import urls as project_urls
 from tickets import audit
 from tickets import urls as ticket_urls
@@ -125,7 +125,7 @@ def newest_first(entries) -> list[int]:
 
 
 def _csv(response) -> list[dict[str, str]]:
-    return list(csv.DictReader(StringIO(b"".join(response.streaming_content).decode())))
+    return list(csv.DictReader(StringIO(complete_export(b"".join(response.streaming_content)))))
 
 
 # The filter
@@ -306,7 +306,7 @@ def test_export_has_the_batch_id_column(auditor_client, log):
     assert {everything[e.number] for e in log["single"]} == {""}
     assert {everything[e.number] for e in log["other"]} == {OTHER}
     export = AuditEntry.objects.filter(action="audit.export").order_by("id").first()
-    assert export.request_body == {"filters": {"batch": BATCH}}
+    assert export.request_body == {"filters": {"batch": BATCH}, "format": "csv"}
 
 
 def test_the_chain_verifies_with_batch_entries(log):

@@ -14,7 +14,7 @@ from django.test import Client
 from pytest_django.asserts import assertContains, assertNotContains
 
 from tests.browser import edit, form_data, to_urlencoded
-from tests.util import write_audit
+from tests.util import complete_export, write_audit
 from tickets import services
 from tickets.audit import RequestMeta, record_attempt, verify_chain
 from tickets.models import AuditEntry, TeamScope
@@ -51,7 +51,7 @@ def _product_area(sandbox) -> dict:
 
 def _csv(client) -> list[dict]:
     response = client.get("/audit/export.csv")
-    rows = list(csv.reader(StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(StringIO(complete_export(b"".join(response.streaming_content)))))
     return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
 
 

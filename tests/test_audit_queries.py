@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from tests.util import write_audit
+from tests.util import complete_export, write_audit
 from tickets import audit
 from tickets.audit import (
     AuditFilter,
@@ -427,7 +427,11 @@ def test_detail_has_a_word_diff_for_long_text_and_indented_json(clock, mia):
 def _export(actor, filters=None) -> list[list[str]]:
     filters = filters or AuditFilter()
     return list(
-        csv.reader(StringIO("".join(audit_export(actor=actor, filters=filters, meta=META))))
+        csv.reader(
+            StringIO(
+                complete_export("".join(audit_export(actor=actor, filters=filters, meta=META)))
+            )
+        )
     )
 
 
@@ -457,7 +461,7 @@ def test_export_has_the_header_and_every_row_of_the_filter_and_is_recorded(clock
     # Written pending, settled once the whole file was streamed.
     assert (export.outcome, export.actor_username) == ("pending", "mia")
     assert export.outcomes.get().outcome == "succeeded"
-    assert export.request_body == {"filters": {"outcome": "failed"}}
+    assert export.request_body == {"filters": {"outcome": "failed"}, "format": "csv"}
     assert (export.request_id, export.user_agent) == ("req-1", "pytest")
     assert verify_chain().ok
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from pytest_django.asserts import assertContains, assertNotContains
 
-from tests.util import write_audit
+from tests.util import complete_export, write_audit
 from tickets.audit import RequestMeta, verify_chain
 from tickets.models import AuditEntry
 from tickets.thena import schema
@@ -254,7 +254,7 @@ def test_ticket_history_links_each_item_to_its_audit_entry(manager_client, sandb
 
 
 def _csv(response) -> list[list[str]]:
-    return list(csv.reader(StringIO(b"".join(response.streaming_content).decode())))
+    return list(csv.reader(StringIO(complete_export(b"".join(response.streaming_content)))))
 
 
 def test_export_streams_the_filtered_entries_and_is_recorded(auditor_client, manager, auditor):
@@ -276,7 +276,8 @@ def test_export_streams_the_filtered_entries_and_is_recorded(auditor_client, man
     assert export.actor_username == "auditor"
     # Written pending, settled once the whole file was streamed.
     assert (export.outcome, export.outcomes.get().outcome) == ("pending", "succeeded")
-    assert export.request_body == {"filters": {"actor": "manager", "outcome": "failed"}}
+    filters = {"actor": "manager", "outcome": "failed"}
+    assert export.request_body == {"filters": filters, "format": "csv"}
     assert export.client_ip == "127.0.0.1"
     assert verify_chain().ok
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
 
 from tests.browser import form_data, replace, to_urlencoded
-from tests.util import write_audit
+from tests.util import complete_export, write_audit
 from tickets import audit
 from tickets.audit import RequestMeta
 from tickets.models import AuditEntry
@@ -29,7 +29,7 @@ def _write(actor, n: int = 1) -> list[AuditEntry]:
 
 
 def _csv(response) -> list[list[str]]:
-    return list(csv.reader(StringIO(b"".join(response.streaming_content).decode())))
+    return list(csv.reader(StringIO(complete_export(b"".join(response.streaming_content)))))
 
 
 def _current_outcome(entry: AuditEntry) -> str:
@@ -122,10 +122,12 @@ def test_an_export_that_fails_midway_says_so_in_its_last_line_and_its_entry(
 
     response = auditor_client.get("/audit/export.csv")
     assert response.status_code == 200
-    rows = _csv(response)  # consumed to the end: no exception escapes the stream
+    data = b"".join(response.streaming_content)  # to the end: no exception escapes
+    rows = list(csv.reader(StringIO(data.decode())))
 
     assert rows[0][0] == "number" and len(rows[1]) == len(audit.EXPORT_COLUMNS)
     assert "EXPORT FAILED" in rows[-1][0]
+    assert audit.export_verify(data)[0] is False  # no trailer: never taken for complete
     export = AuditEntry.objects.get(action="audit.export")
     assert _current_outcome(export) == "failed"
     assert "DatabaseError" in export.outcomes.get().message

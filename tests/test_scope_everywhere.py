@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import override_settings
 
 from tests.conftest import _client_for, _user
-from tests.util import submitted, write_audit
+from tests.util import complete_export, submitted, write_audit
 from thena_admin.settings import CACHE_TABLE, cache_backend
 from tickets import services
 from tickets.audit import RequestMeta
@@ -226,7 +226,7 @@ def test_export_holds_only_the_users_teams(b_client, ticket, moved, raw):
     _, in_b = moved
     params = _filters(raw, ticket)
     response = b_client.get("/audit/export.csv", params)
-    rows = list(csv.DictReader(StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.DictReader(StringIO(complete_export(b"".join(response.streaming_content)))))
     assert {int(row["chain_id"]) for row in rows} == _expected(in_b, params)
 
 
@@ -252,7 +252,7 @@ def test_a_scope_of_no_teams_sees_no_entry_anywhere(django_user_model, ticket, m
     assert response.context["rows"] == []
     assert response.context["chart"]["total"] == 0
     assert client.get("/audit/", {"outcome": "succeeded"}).context["rows"] == []
-    export = b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    export = complete_export(b"".join(client.get("/audit/export.csv").streaming_content))
     assert len(export.splitlines()) == 1  # the header only
     assert client.get(f"/audit/{moved[0][0].number}/").status_code == 404
 

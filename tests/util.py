@@ -222,3 +222,14 @@ class PassingTime:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+
+def complete_export(data: bytes | str) -> str:
+    """An audit export's text without its last line, which must be the trailer that says
+    the file is complete (tickets/audit/export.py, export_verify)."""
+    from tickets.audit import export_verify
+
+    data = data.encode() if isinstance(data, str) else data
+    complete, _, why = export_verify(data)
+    assert complete, why
+    return data.rstrip(b"\r\n").rpartition(b"\n")[0].decode() + "\n"

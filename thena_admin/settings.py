@@ -198,6 +198,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Large audit exports are written here by the task worker (tickets/audit/jobs.py): a
+# directory by default, shared by every instance (a volume), or any Django storage, e.g.
+# an S3-compatible bucket with django-storages installed:
+# EXPORT_STORAGE_BACKEND=storages.backends.s3.S3Storage and its AWS_* variables.
+EXPORT_DIR = Path(os.getenv("EXPORT_DIR", "") or BASE_DIR / "var" / "exports")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -207,7 +212,23 @@ STORAGES = {
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
+    "exports": (
+        {"BACKEND": os.environ["EXPORT_STORAGE_BACKEND"]}
+        if os.getenv("EXPORT_STORAGE_BACKEND")
+        else {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": EXPORT_DIR, "directory_permissions_mode": 0o700},
+        }
+    ),
 }
+# An export of more entries than this runs in the background; its file is kept (and its
+# link works) for EXPORT_RETENTION_HOURS.
+EXPORT_BACKGROUND_ROWS = int(env_float("EXPORT_BACKGROUND_ROWS", 50_000))
+EXPORT_RETENTION_HOURS = env_float("EXPORT_RETENTION_HOURS", 24)
+if EXPORT_BACKGROUND_ROWS < 1 or EXPORT_RETENTION_HOURS <= 0:
+    raise ImproperlyConfigured(
+        "EXPORT_BACKGROUND_ROWS must be at least 1 and EXPORT_RETENTION_HOURS above 0."
+    )
 
 # HTTPS hardening: DJANGO_HTTPS=true when served over TLS (secure cookies, HSTS, redirect).
 # Behind a TLS-terminating proxy, the proxy must set X-Forwarded-Proto.

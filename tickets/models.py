@@ -590,3 +590,40 @@ class TicketFieldSeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket_id}.{self.field}"
+
+
+class ExportJob(models.Model):
+    """An audit export too large to stream (more than EXPORT_BACKGROUND_ROWS entries):
+    written to storage by the task worker, then downloaded (tickets/audit/jobs.py)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="export_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    format = models.CharField(max_length=8)  # "csv" or "jsonl"
+    filters = models.JSONField(default=dict)  # AuditFilter.as_params()
+    team_ids = models.JSONField(null=True)  # the requester's scope; None: every team
+    entry_id = models.BigIntegerField()  # the export's own audit entry
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    rows_expected = models.BigIntegerField(null=True)  # at least this many
+    rows_done = models.BigIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True)
+    file_name = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(null=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True)
+    expires_at = models.DateTimeField(null=True)  # the file is deleted after
+    message = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"], name="export_job_state")]
+
+    def __str__(self) -> str:
+        return f"export {self.id} ({self.state})"

@@ -61,6 +61,9 @@ def reconcile_sweep() -> dict[str, int]:
 
     bulk.resume_stalled()
     bulk.drafts_prune()
+    from .audit import jobs
+
+    jobs.exports_prune()
     if not _reads_the_edited_thena():
         return {}
     return reconcile.audit_reconcile(min_age_seconds=reconcile.IN_FLIGHT_SECONDS)
@@ -106,3 +109,11 @@ def events_process() -> int:
     from . import events
 
     return events.events_process()
+
+
+@task
+def export_run(job_id: str) -> str:
+    """Write a large audit export to storage (tickets/audit/jobs.py)."""
+    from .audit import jobs
+
+    return jobs.export_run(job_id)

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -32,7 +33,7 @@ from django.views.decorators.http import (
 from django_htmx.http import push_url, trigger_client_event
 
 from . import audit, services
-from .audit import RequestMeta
+from .audit import RequestMeta, jobs
 from .audit.words import drift_numbers
 from .forms import RESOLVE_PREFIX, RevertForm, TicketUpdateForm
 from .models import Action, AuditEntry
@@ -752,26 +753,65 @@ def _reverted(request: HttpRequest, result: services.RevertResult) -> HttpRespon
     return redirect(_ticket_url(original.ticket_id) or new)
 
 
-# /audit/export.csv
+# /audit/export.csv, /audit/export.jsonl
 @require_GET
 @permission_required("tickets.view_auditentry", raise_exception=True)
-def audit_export(request: HttpRequest) -> HttpResponse:
+def audit_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The entries the filters match: streamed when there are few, else written in the
+    background (a job page shows the progress, then the file)."""
     form = audit.AuditFilterForm(request.GET)
     if not form.is_valid():
         problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
         return HttpResponseBadRequest(
             f"Nothing exported: {problems}", content_type="text/plain; charset=utf-8"
         )
+    filters, team_ids, meta = form.filters(), _audit_scope(request), RequestMeta.of(request)
+    found = audit.export_count(filters, team_ids, limit=settings.EXPORT_BACKGROUND_ROWS + 1)
+    if found > settings.EXPORT_BACKGROUND_ROWS:
+        job = jobs.export_job_start(
+            actor=request.user,
+            filters=filters,
+            team_ids=team_ids,
+            fmt=fmt,
+            meta=meta,
+            at_least=found,
+        )
+        return redirect("audit:export-job", job_id=job.pk)
     lines = audit.audit_export(
-        actor=request.user,
-        filters=form.filters(),
-        team_ids=_audit_scope(request),
-        meta=RequestMeta.of(request),
+        actor=request.user, filters=filters, team_ids=team_ids, meta=meta, fmt=fmt
     )
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(lines, content_type=jobs.FORMATS[fmt])
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response["Content-Disposition"] = f'attachment; filename="audit-log-{stamp}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="audit-log-{stamp}.{fmt}"'
     return response
+
+
+# /audit/exports/<job_id>/
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def export_job(request: HttpRequest, job_id) -> HttpResponse:
+    job = jobs.export_job_get(user=request.user, job_id=job_id)
+    if job is None:
+        raise Http404("No such export.")
+    template = "audit/export_job.html" + ("#export-progress" if _is_partial(request) else "")
+    context = {"job": job, "downloadable": jobs.downloadable(job)}
+    return render(request, template, context)
+
+
+# /audit/exports/<job_id>/download
+@require_GET
+@permission_required("tickets.view_auditentry", raise_exception=True)
+def export_job_download(request: HttpRequest, job_id) -> HttpResponse:
+    job = jobs.export_job_get(user=request.user, job_id=job_id)
+    if job is None or not jobs.downloadable(job):
+        raise Http404("This export's file is not available (not finished, or expired).")
+    stamp = timezone.localtime(job.created_at).strftime("%Y%m%d-%H%M%S")
+    return FileResponse(
+        jobs.storage().open(job.file_name, "rb"),
+        as_attachment=True,
+        filename=f"audit-log-{stamp}.{job.format}",
+        content_type=jobs.FORMATS[job.format],
+    )
 
 
 # -- error pages (handler403, handler404, handler500 in thena_admin/urls.py) --------------

@@ -24,7 +24,7 @@ from .chain import (
     row_hash,
     verify_chain,
 )
-from .export import EXPORT_COLUMNS, FORMULA_STARTS, audit_export
+from .export import EXPORT_COLUMNS, FORMULA_STARTS, audit_export, export_count, export_verify
 from .queries import (
     AuditDetail,
     AuditFilter,
@@ -65,6 +65,8 @@ __all__ = [
     "chart_span",
     "client_ip",
     "entry_row",
+    "export_count",
+    "export_verify",
     "record_attempt",
     "record_outcome",
     "revert_numbers",
