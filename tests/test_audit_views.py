@@ -100,7 +100,7 @@ def test_list_shows_the_entry_with_its_links_labels_and_current_outcome(auditor_
     assertContains(response, '<span class="badge outcome-succeeded">succeeded</span>')
     assertContains(response, "manager")
     assertContains(response, "<td>Ticket edit</td>")
-    assertContains(response, 'href="/audit/export.csv" download')
+    assertContains(response, 'href="/audit/export.csv">Export these entries (CSV)')
     assertContains(response, "<svg")
     assertNotContains(response, "style=")  # the CSP refuses inline styles
 

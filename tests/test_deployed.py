@@ -2,6 +2,7 @@
 compose.yaml runs them: real gunicorn processes with the production settings module,
 driven over HTTP. They must behave as one."""
 
+import hashlib
 import os
 import re
 import socket
@@ -206,3 +207,74 @@ def test_reconcilers_on_two_hosts_and_the_worker_settle_each_entry_once(deployme
     for entry in entries:
         outcomes = entry.outcomes.order_by("id").values_list("outcome", flat=True)
         assert list(outcomes) == ["unknown", "succeeded"]
+
+
+def _seed(env: dict, count: int) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "seed_audit", "--count", str(count), "--force"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_a_million_entries_export_in_the_background_complete_and_checked(deployment, tmp_path):
+    """As deployed: instance A queues the export, the worker writes it to the shared
+    storage, instance B serves the file; its rows and SHA-256 are the database's."""
+    _, a, b, env = deployment
+    _seed(env, 1_000_000)
+    client = _login(a)
+    asked = client.get("/audit/export.csv")
+    assert asked.status_code == 302, asked.text[:500]
+    job_url = asked.headers["location"]
+    deadline = time.monotonic() + 300
+    while "Download the file" not in (page := client.get(job_url).text):
+        assert "Failed" not in page, page[-2000:]
+        assert time.monotonic() < deadline, "the export did not finish in 5 minutes"
+        time.sleep(2)
+
+    path = tmp_path / "export.csv"
+    with _on(client, b).stream("GET", job_url + "download") as download, path.open("wb") as f:
+        assert download.status_code == 200
+        for chunk in download.iter_bytes(1 << 20):
+            f.write(chunk)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(0, size - 300))
+        trailer = f.read().rstrip(b"\r\n").rpartition(b"\n")[2].decode()
+        mark, rows, sha = trailer.split(",")
+        f.seek(0)
+        digest, left = hashlib.sha256(), size - len(trailer) - 2  # the trailer and its CRLF
+        while left:
+            block = f.read(min(left, 1 << 20))
+            digest.update(block)
+            left -= len(block)
+    export = AuditEntry.objects.filter(action="audit.export").latest("id")
+    expected = AuditEntry.objects.filter(pk__lt=export.pk).count()
+    assert expected >= 1_000_000
+    hexdigest = digest.hexdigest()
+    assert (mark, rows, sha) == ("#export-complete", f"rows={expected}", f"sha256={hexdigest}")
+    settled = export.outcomes.get()
+    assert settled.outcome == "succeeded"
+    assert settled.message == f"{expected} rows exported in the background; SHA-256 {hexdigest}."
+
+
+def test_a_streamed_export_cut_off_is_never_recorded_as_succeeded(deployment):
+    """The server dies while the file streams: the download ends without its trailer and
+    the export's entry stays pending (nothing says it succeeded)."""
+    _, a, _, env = deployment
+    _seed(env, 30_000)  # below EXPORT_BACKGROUND_ROWS: streamed
+    client = _login(a)
+    received = b""
+    with client.stream("GET", "/audit/export.csv") as response:
+        for chunk in response.iter_bytes():
+            received += chunk
+            if len(received) > 200_000:
+                subprocess.run(["pkill", "-9", "-f", f"127.0.0.1:{a.rsplit(':', 1)[1]}"])
+                break
+    from tickets.audit import export_verify
+
+    assert export_verify(received)[0] is False
+    export = AuditEntry.objects.filter(action="audit.export").latest("id")
+    assert not export.outcomes.filter(outcome="succeeded").exists()
