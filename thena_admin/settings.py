@@ -115,6 +115,10 @@ TEMPLATES = [
     },
 ]
 
+# Django's widget templates, the common ones rendered in Python (same markup, a fraction
+# of the CPU: tickets/widgets.py).
+FORM_RENDERER = "tickets.widgets.FastTemplates"
+
 DATABASES = {
     "default": dj_database_url.parse(
         os.getenv("DATABASE_URL", "") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",

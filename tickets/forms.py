@@ -15,12 +15,14 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.validators import URLValidator
+from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import cached_property
 
 from .models import SavedView
 from .snapshot import Snapshot
 from .thena import schema, wire
+from .widgets import TemplateBoundField
 
 MAX_TEXT = 100_000
 JSON_MAX = 200_000
@@ -450,6 +452,7 @@ class TicketUpdateForm(forms.Form):
     """Unbound, it renders a ticket and signs a Snapshot of what it rendered. Bound, it
     takes the Snapshot the view read from the post and reports the user's edits."""
 
+    bound_field_class = TemplateBoundField  # the page reads many of its attributes
     snapshot = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(
@@ -494,6 +497,12 @@ class TicketUpdateForm(forms.Form):
                 required=False,
                 widget=forms.RadioSelect,
             )
+
+    @cached_property
+    def validate_url(self) -> str:
+        """Where the page checks a field as the user leaves it (POST ?field=<name>): one
+        reverse() for the form rather than one per field."""
+        return reverse("tickets:validate", args=[self.ticket.get("id")])
 
     @classmethod
     def after_conflict(cls, form: "TicketUpdateForm", fresh: dict, originals: dict):
