@@ -5,14 +5,17 @@
 SQLite by default: a database file in a temp dir that is removed afterwards, or the file
 at --db, which is kept and reused (only the missing entries are seeded). With
 DATABASE_URL pointing at PostgreSQL, that database instead (seeded the same way, then
-VACUUM ANALYZE, as autovacuum would). Seeding 1,000,000 entries takes a few minutes.
+VACUUM ANALYZE, as autovacuum would). Seeding prints its speed (entries, and chain rows:
+entries and their outcomes); 1,000,000 entries take about two minutes on 2 cores.
 
 Each page is requested in-process through Django's test Client (every middleware, the
 session, the template) as an auditor who is also staff, and the median server time is
 compared with the same page of a stock Django admin changelist of AuditEntry: a
 throwaway ModelAdmin on a private AdminSite with list_filter and search on the same
 columns and ordering ("-created_at", "-id"), given the equivalent query string.
-Targets: every ratio <= 0.1 and every audit page under 50 ms.
+Then every page again with the cache emptied before each request (the chart's per-day
+counts, the actor names: a first visit). Targets: every ratio <= 0.1 and every audit
+page under 50 ms, warm and cold.
 """
 
 import argparse
@@ -43,6 +46,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=40, help="timed requests per audit page")
     parser.add_argument("--admin-reps", type=int, default=7, help="timed requests per admin page")
+    parser.add_argument(
+        "--cold-reps", type=int, default=7, help="timed requests per page with the cache emptied"
+    )
     args = parser.parse_args()
 
     postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
@@ -78,9 +84,11 @@ def run(args) -> None:
     call_command("migrate", verbosity=0)
     fill(args.count)
     if connection.vendor == "postgresql":
+        started = time.perf_counter()
         with connection.cursor() as cursor:
             for table in ("tickets_auditentry", "tickets_auditoutcome", "tickets_auditfield"):
                 cursor.execute(f"VACUUM ANALYZE {table}")
+        print(f"VACUUM ANALYZE in {time.perf_counter() - started:.0f} s.")
 
     with override_settings(
         ROOT_URLCONF=__name__,
@@ -95,14 +103,21 @@ def run(args) -> None:
 def fill(count: int) -> None:
     from django.core.management import call_command
 
+    from tickets.audit.chain import _chain_head
     from tickets.models import AuditEntry
 
     have = AuditEntry.objects.count()  # once, for the benchmark's own bookkeeping
     if have < count:
-        print(f"Seeding {count - have} audit entries (have {have}); this takes a few minutes…")
+        print(f"Seeding {count - have} audit entries (have {have})…")
+        head = _chain_head()[0]
         started = time.perf_counter()
-        call_command("seed_audit", count=count - have, batch=10_000, force=True)
-        print(f"Seeded in {time.perf_counter() - started:.0f} s.")
+        call_command("seed_audit", count=count - have, force=True)
+        seconds = time.perf_counter() - started
+        rows = _chain_head()[0] - head  # entries and their outcomes: the chain's rows
+        print(
+            f"Seeded in {seconds:.0f} s: {(count - have) / seconds:,.0f} entries/s, "
+            f"{rows / seconds:,.0f} chain rows/s ({rows} rows)."
+        )
 
 
 def build_urls():
@@ -190,8 +205,11 @@ def measure(args) -> None:
         "outcome=unknown": "/audit/?outcome=unknown",
         "outcome=succeeded": "/audit/?outcome=succeeded",
         "outcome=pending": "/audit/?outcome=pending",
+        "outcome=conflict": "/audit/?outcome=conflict",
+        "outcome=denied": "/audit/?outcome=denied",
         "ticket=SUP-1": "/audit/?ticket=SUP-1",
         "field=description": f"/audit/?field={FIELD}",
+        "field=statusId": "/audit/?field=statusId",
         "actor=CHEN (partial)": "/audit/?actor=CHEN",
         "actor=a (12 names)": "/audit/?actor=a",
         "actor=e + field": f"/audit/?actor=e&field={FIELD}",
@@ -213,22 +231,17 @@ def measure(args) -> None:
         print(f"{name:<26} {median_ms(client, url, args.reps, headers):9.1f}")
 
     # Rare on purpose: "zebra" is in no reason, so it reads every reason in the range.
-    print("\nUnbounded searches (like outcome=pending: bound them with dates)")
+    print("\nUnbounded text searches (a reason search reads every reason: bound it with dates)")
     for name, url in {"reason=zebra": "/audit/?reason=zebra"}.items():
         print(f"{name:<26} {median_ms(client, url, 5):9.1f}")
 
     # The chart caches the counts of days before today; a cold cache counts them all.
-    print("\nWith the per-day counts cache emptied before every request")
-    cold = {
-        **ours,
-        "outcome=succeeded": others["outcome=succeeded"],
-        "actor=a (12 names)": others["actor=a (12 names)"],
-        "revert=reverts": others["revert=reverts"],
-        f"reason={REASON}": others[f"reason={REASON}"],
-        "chart of 366 days": others["chart of 366 days"],
-    }
-    for name, url in cold.items():
-        print(f"{name:<26} {median_ms(client, url, 7, cold=True):9.1f}")
+    # Every page, as a first visit after the cache was emptied would see it.
+    print(f"\nWith the cache emptied before every request (target {MS_TARGET:.0f} ms)")
+    for name, target in {**ours, **others}.items():
+        url, headers = target if isinstance(target, tuple) else (target, {})
+        mine = median_ms(client, url, args.cold_reps, headers, cold=True)
+        print(f"{name:<26} {mine:9.1f}  {'ok' if mine < MS_TARGET else 'MISSED'}")
 
 
 def median_ms(client, url: str, reps: int, headers=None, *, cold=False) -> float:
