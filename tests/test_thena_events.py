@@ -367,3 +367,29 @@ def test_the_history_panel_shows_one_source_or_both(manager_client, client, sand
     page = manager_client.get(f"/tickets/{ticket['id']}/", {"history": "thena"}).content.decode()
     assert page.count('<article class="history-entry') == 1
     assert '<span class="badge source-thena">In Thena</span>' in page
+
+
+def test_the_audit_list_and_export_filter_by_source(manager_client, client, sandbox, ticket):
+    from tests.util import complete_export
+
+    _edit(manager_client, ticket, title="Ours")
+    sandbox.events.clear()
+    sandbox.touch_ticket(ticket["id"], title="Theirs")
+    _deliver_all(client, sandbox.events)
+    events.events_process()
+
+    def numbers(source):
+        response = manager_client.get("/audit/", {"source": source} if source else {})
+        return [row.number for row in response.context["rows"]]
+
+    ours = AuditEntry.objects.get(action="ticket.update").number
+    theirs = _external().get().number
+    assert numbers("thena") == [theirs]
+    assert numbers("dashboard") == [ours]
+    assert set(numbers("")) == {ours, theirs}
+    # The chart counts both kinds of change, or the one asked for.
+    chart = manager_client.get("/audit/", {"source": "thena"}).context["chart"]
+    assert chart["total"] == 1
+    export = manager_client.get("/audit/export.csv", {"source": "thena"})
+    lines = complete_export(b"".join(export.streaming_content)).splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"{theirs},")

@@ -50,6 +50,9 @@ LONG_TEXT = 80  # longer strings (or any with a line break) get a word diff
 WORD_DIFF_MAX = 20_000  # characters
 
 
+DASHBOARD, THENA = "dashboard", "thena"  # AuditFilter.source
+# What the chart counts: changes, the dashboard's and those made in Thena.
+CHANGES = (Action.TICKET_UPDATE, Action.TICKET_EXTERNAL)
 REVERTS = "reverts"  # entries that revert another
 REVERTED = "reverted"  # entries that another entry reverts
 
@@ -65,6 +68,7 @@ class AuditFilter:
     revert: str = ""  # REVERTS or REVERTED
     reason: str = ""  # part of the entry's reason, any case
     batch: str = ""  # a bulk edit: its Batch id, as AuditEntry.batch_id holds it (str(UUID))
+    source: str = ""  # DASHBOARD or THENA (changes made in Thena itself); "" for both
     # The usernames `actor` matched, when already resolved (AuditFilterForm does it);
     # None: resolve when queried. Not a filter of its own, so not compared.
     actor_names: tuple[str, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -81,6 +85,7 @@ class AuditFilter:
             "revert": self.revert,
             "reason": self.reason,
             "batch": self.batch,
+            "source": self.source,
         }
         return {name: value for name, value in values.items() if value}
 
@@ -133,6 +138,11 @@ class AuditFilterForm(forms.Form):
         choices=[("", "Any entry"), (REVERTS, "Reverts only"), (REVERTED, "Reverted entries")],
     )
     reason = forms.CharField(required=False, max_length=200, label="Reason contains")
+    source = forms.ChoiceField(
+        required=False,
+        label="Source",
+        choices=[("", "Dashboard and Thena"), (DASHBOARD, "Dashboard"), (THENA, "Made in Thena")],
+    )
     # Hidden: set by the "Bulk edit" links, kept by every other filter, and cleared by the
     # page's own link. Any spelling of a UUID is read; the filter uses the canonical one.
     batch = forms.UUIDField(
@@ -184,6 +194,7 @@ class AuditFilterForm(forms.Form):
             revert=data["revert"],
             reason=data["reason"],
             batch=str(data["batch"]) if data["batch"] else "",
+            source=data["source"],
             actor_names=self.actor_names if data["actor"] else None,
         )
 
@@ -356,6 +367,10 @@ def _entry_q(filters: AuditFilter, team_ids, *, to_entry: str = "") -> Q:
         q &= Q(_ContainsAnyCase(F(f"{to_entry}reason"), filters.reason))
     if filters.batch:
         q &= Q(**{f"{to_entry}batch_id": filters.batch})
+    if filters.source == THENA:
+        q &= Q(**{f"{to_entry}action": Action.TICKET_EXTERNAL})
+    elif filters.source == DASHBOARD:
+        q &= ~Q(**{f"{to_entry}action": Action.TICKET_EXTERNAL})
     return q
 
 
@@ -623,7 +638,7 @@ def _count_days(days: list[date], filters: AuditFilter, team_ids) -> dict[date, 
     ranges = [(_midnight(day), _midnight(day + timedelta(days=1))) for day in days]
     plain = not set(filters.as_params()) - {"since", "until"}  # no filter but dates
     if plain:
-        rows = AuditEntry.objects.filter(visible_to(team_ids), action=Action.TICKET_UPDATE)
+        rows = AuditEntry.objects.filter(visible_to(team_ids), action__in=CHANGES)
         per_day = _per_day(lambda _: [(rows, "created_at", +1)], ranges)
         return dict(zip(days, per_day, strict=True))
     if filters.outcome == Outcome.PENDING and _only(filters, "outcome") and team_ids is None:
@@ -640,7 +655,7 @@ def _count_days(days: list[date], filters: AuditFilter, team_ids) -> dict[date, 
             return [(rows, at, +1) for rows, at, _ in _streams(dated, team_ids, ordered=False)]
 
         counts = dict(zip(days, _per_day(streams, ranges), strict=True))
-    others = [code for code in distinct_values("action") if code != Action.TICKET_UPDATE]
+    others = [code for code in distinct_values("action") if code not in CHANGES]
     if others:
         for rows, created, row_id in _streams(filters, team_ids, ordered=False):
             # Driven from the action index (few rows, and their created_at and id in
