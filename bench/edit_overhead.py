@@ -134,14 +134,19 @@ def ms(seconds: list[float], q: str) -> float:
     return statistics.quantiles(seconds, n=10, method="inclusive")[8] * 1000
 
 
-def bench(args, tmp: Path, procs: list) -> None:
+def dashboard_start(tmp: Path, procs: list, latency_ms: float) -> tuple[str, str, Path]:
+    """The sandbox over HTTP at `latency_ms` and the dashboard under gunicorn (2 workers x
+    4 threads, production settings) on it, from a fresh SQLite database with the demo
+    users: (the dashboard's URL, the sandbox's, the sandbox's log)."""
     sandbox_port, web_port = free_port(), free_port()
     (tmp / "bench_settings.py").write_text(
         # DEBUG off uses the manifest storage: collect static files into tmp, not the repo.
         f"from thena_admin.settings import *  # noqa\nSTATIC_ROOT = {str(tmp / 'static')!r}\n"
     )
     inherited = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "THENA_", "AUDIT_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "THENA_", "AUDIT_")) and k != "CACHE_URL"
     }
     env = {
         **inherited,
@@ -160,7 +165,7 @@ def bench(args, tmp: Path, procs: list) -> None:
     sandbox_url, web = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
     sandbox_log, web_log = tmp / "sandbox.log", tmp / "gunicorn.log"
     sandbox_cmd = ["manage.py", "thena_sandbox", "--port", str(sandbox_port)]
-    procs.append(start([py, *sandbox_cmd, "--latency-ms", str(args.latency_ms)], env, sandbox_log))
+    procs.append(start([py, *sandbox_cmd, "--latency-ms", str(latency_ms)], env, sandbox_log))
     for command in (
         ["migrate", "--noinput"],
         ["seed_demo", "--force"],
@@ -172,19 +177,28 @@ def bench(args, tmp: Path, procs: list) -> None:
     procs.append(start([py, *gunicorn], env, web_log))
     wait_until_up(f"{sandbox_url}/health", procs[0], sandbox_log)
     wait_until_up(f"{web}/healthz", procs[1], web_log)
+    return web, sandbox_url, sandbox_log
 
+
+def login(browser: httpx.Client, web: str) -> None:
+    """Log `browser` in as the demo manager, through the login form."""
+    page = browser.get("/accounts/login/")
+    token = dict(form_pairs(page.text, None)).get("csrfmiddlewaretoken") or ""
+    answer = browser.post(
+        "/accounts/login/",
+        data={"username": "manager", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Origin": web},
+    )
+    check(answer.status_code == 302 and "sessionid" in browser.cookies, "login", answer)
+
+
+def bench(args, tmp: Path, procs: list) -> None:
+    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms)
     with (
         httpx.Client(base_url=web, timeout=30) as browser,
         httpx.Client(base_url=sandbox_url, headers={"x-api-key": API_KEY}, timeout=30) as api,
     ):
-        page = browser.get("/accounts/login/")
-        token = dict(form_pairs(page.text, None)).get("csrfmiddlewaretoken") or ""
-        login = browser.post(
-            "/accounts/login/",
-            data={"username": "manager", "password": PASSWORD, "csrfmiddlewaretoken": token},
-            headers={"Origin": web},
-        )
-        check(login.status_code == 302 and "sessionid" in browser.cookies, "login", login)
+        login(browser, web)
         listed = api.get("/v1/tickets", params={"limit": 50})
         check(listed.status_code == 200, "GET /v1/tickets", listed)
         ids = [t["id"] for t in listed.json()["data"]]

@@ -17,7 +17,6 @@ medians, A - B, the ratio A/B (target <= 1.2) and the upstream requests of each 
 import argparse
 import os
 import re
-import secrets
 import sys
 import time
 import uuid
@@ -26,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-from edit_overhead import API_KEY, PASSWORD, check, form_pairs, ms
-from processes import ROOT, Broken, free_port, run, run_bench, start, wait_until_up
+from edit_overhead import API_KEY, check, dashboard_start, login, ms
+from processes import Broken, run_bench
 
 TARGET = 1.2
 WARMUP = 3
@@ -94,58 +93,12 @@ def pick_lists(api: httpx.Client) -> list[tuple[str, str]]:
 
 
 def bench(args, tmp: Path, procs: list) -> None:
-    sandbox_port, web_port = free_port(), free_port()
-    (tmp / "bench_settings.py").write_text(
-        # DEBUG off uses the manifest storage: collect static files into tmp, not the repo.
-        f"from thena_admin.settings import *  # noqa\nSTATIC_ROOT = {str(tmp / 'static')!r}\n"
-    )
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "THENA_", "AUDIT_")) and k != "CACHE_URL"
-    }
-    env = {
-        **inherited,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "AUDIT_HMAC_KEY": secrets.token_urlsafe(48),
-        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-        "THENA_API_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
-        "THENA_API_KEY": API_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SETTINGS_MODULE": "bench_settings",
-        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
-        "PYTHONUNBUFFERED": "1",  # the sandbox logs one line per request to stdout
-    }
-    py = sys.executable
-    sandbox_url, web = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
-    sandbox_log, web_log = tmp / "sandbox.log", tmp / "gunicorn.log"
-    sandbox_cmd = ["manage.py", "thena_sandbox", "--port", str(sandbox_port)]
-    procs.append(start([py, *sandbox_cmd, "--latency-ms", str(args.latency_ms)], env, sandbox_log))
-    for command in (
-        ["migrate", "--noinput"],
-        ["seed_demo", "--force"],
-        ["collectstatic", "--noinput"],
-    ):
-        run([py, "manage.py", *command], env)
-    gunicorn = ["-m", "gunicorn", "thena_admin.wsgi", "-b", f"127.0.0.1:{web_port}"]
-    gunicorn += ["--workers", "2", "--threads", "4", "--graceful-timeout", "5"]
-    procs.append(start([py, *gunicorn], env, web_log))
-    wait_until_up(f"{sandbox_url}/health", procs[0], sandbox_log)
-    wait_until_up(f"{web}/healthz", procs[1], web_log)
-
+    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms)
     with (
         httpx.Client(base_url=web, timeout=30) as browser,
         httpx.Client(base_url=sandbox_url, headers={"x-api-key": API_KEY}, timeout=30) as api,
     ):
-        page = browser.get("/accounts/login/")
-        token = dict(form_pairs(page.text, None)).get("csrfmiddlewaretoken") or ""
-        login = browser.post(
-            "/accounts/login/",
-            data={"username": "manager", "password": PASSWORD, "csrfmiddlewaretoken": token},
-            headers={"Origin": web},
-        )
-        check(login.status_code == 302 and "sessionid" in browser.cookies, "login", login)
+        login(browser, web)
         # What htmx sends when a filter changes (from the list as it was before).
         partial = {"HX-Request": "true", "HX-Target": "ticket-table"}
         partial["HX-Current-URL"] = f"{web}/tickets/"
