@@ -469,7 +469,7 @@ def test_without_single_sign_on_its_pages_send_to_the_login_page(client):
 @pytest.fixture
 def local_login_off(settings, sso):
     backends = settings.AUTHENTICATION_BACKENDS
-    index = backends.index("django.contrib.auth.backends.ModelBackend")
+    index = backends.index("tickets.backends.ModelBackend")
     settings.AUTHENTICATION_BACKENDS = [
         *backends[:index],
         "tickets.sso.backends.BreakGlassBackend",

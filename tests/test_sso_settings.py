@@ -44,7 +44,7 @@ def test_without_an_issuer_single_sign_on_is_off(monkeypatch):
     assert config["LOCAL_LOGIN"] is True
     assert config["AUTHENTICATION_BACKENDS"] == [
         "axes.backends.AxesStandaloneBackend",
-        "django.contrib.auth.backends.ModelBackend",
+        "tickets.backends.ModelBackend",
     ]
     assert config["SECURE_CSP"]["form-action"] == ["'self'"]
     assert "tickets.sso" in config["INSTALLED_APPS"]
@@ -86,7 +86,7 @@ def test_a_configured_provider(monkeypatch, tmp_path):
 def test_local_login_stays_on_by_default(monkeypatch):
     config = _sso(monkeypatch)
     assert config["LOCAL_LOGIN"] is True
-    assert "django.contrib.auth.backends.ModelBackend" in config["AUTHENTICATION_BACKENDS"]
+    assert "tickets.backends.ModelBackend" in config["AUTHENTICATION_BACKENDS"]
     assert config["OIDC_PROVIDER_NAME"] == "single sign-on"
     assert config["OIDC_SCOPES"] == ["openid", "email", "profile"]
 

@@ -174,7 +174,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses logins while locked out
-    "django.contrib.auth.backends.ModelBackend",
+    "tickets.backends.ModelBackend",
 ]
 # Login throttling (tickets/lockouts.py), over the last 15 minutes: 5 failures for one
 # username from one IP lock that pair; 30 failures from one IP, any usernames, lock the IP.
@@ -538,6 +538,6 @@ if OIDC_ISSUER:
     SECURE_CSP["form-action"].append(origin(OIDC_ISSUER))
 if not LOCAL_LOGIN:
     AUTHENTICATION_BACKENDS[
-        AUTHENTICATION_BACKENDS.index("django.contrib.auth.backends.ModelBackend")
+        AUTHENTICATION_BACKENDS.index("tickets.backends.ModelBackend")
     ] = "tickets.sso.backends.BreakGlassBackend"
 # --- end of single sign-on --------------------------------------------------------------

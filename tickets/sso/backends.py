@@ -3,10 +3,10 @@ password sign-in for superusers only (BreakGlassBackend)."""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import ModelBackend
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
 
+from ..backends import ModelBackend
 from .provider import Provider, provider_get, token_exchange, userinfo
 from .provisioning import user_provision
 from .tokens import TokenRejected, id_token_verify
