@@ -293,15 +293,18 @@ class ThenaClient:
         page: int = 1,
         per_page: int = 25,
         query_by: str = "title,ticketIdentifier,description",
+        include_fields: str = "",
     ) -> SearchPage:
         """One page of Thena's ticket search; `filter_by` and `sort_by` in Typesense's
-        syntax, `team_id` a shorthand for one more filter clause."""
+        syntax, `team_id` a shorthand for one more filter clause, `include_fields` the
+        fields each hit carries (all when empty)."""
         clauses = [f"teamId:={team_id}"] if team_id else []
         params = {
             "q": q or "*",
             "query_by": query_by,
             "filter_by": " && ".join(clauses + ([filter_by] if filter_by else [])) or None,
             "sort_by": sort_by or None,
+            "include_fields": include_fields or None,
             "page": page,
             "per_page": per_page,
         }
