@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import QueryDict
 
 from .forms import Choices
@@ -362,10 +362,13 @@ def view_links(user, page: TicketPage) -> list[ViewLink]:
     ]
     shown = page.filter.query_string()
     links = [ViewLink(name, query, query == shown) for name, query in built_in]
-    links += [
-        ViewLink(view.name, view.query, view.query == shown, view.pk)
-        for view in SavedView.objects.filter(owner=user)
-    ]
+    with connection.cursor() as cursor:  # every list page: a plain statement, not a QuerySet
+        cursor.execute(
+            f"SELECT id, name, query FROM {SavedView._meta.db_table} WHERE owner_id = %s"
+            " ORDER BY name, id",
+            [user.pk],
+        )
+        links += [ViewLink(name, query, query == shown, pk) for pk, name, query in cursor]
     return links
 
 
