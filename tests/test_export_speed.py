@@ -6,13 +6,16 @@ is measured by bench/export_speed.py."""
 
 import csv
 import json
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.util import complete_export, write_audit
 from tickets.audit import (
@@ -23,10 +26,11 @@ from tickets.audit import (
     record_attempt,
     record_outcome,
     revert_numbers,
+    words,
 )
 from tickets.audit import export as export_module
 from tickets.audit.chain import _iso
-from tickets.audit.export import CHANGE_TEXT, _ChangeWords, _dumps, _loads, csv_cell
+from tickets.audit.export import CHANGE_TEXT, _describe, _dumps, _loads, csv_cell
 from tickets.audit.queries import _in_form_order
 from tickets.audit.words import change_lines
 from tickets.models import AuditEntry, AuditOutcome, Outcome
@@ -88,17 +92,32 @@ CHANGES = [
 
 
 @pytest.mark.parametrize("changes", CHANGES)
-def test_change_words_are_change_lines(changes):
+def test_change_cells_are_the_fields_in_form_order_and_change_lines(changes):
     expected = (
         ", ".join(_in_form_order(changes)),
         "; ".join(change_lines(changes, limit=CHANGE_TEXT, tz=UTC)),
     )
-    assert _ChangeWords().describe(changes) == expected
+    assert _describe(changes) == expected
 
 
 @pytest.mark.parametrize("changes", [[], ["statusId"], ["title", "statusId"], "ab"])
-def test_change_words_of_changes_that_are_no_dict(changes):
-    assert _ChangeWords().describe(changes) == (", ".join(_in_form_order(changes)), "")
+def test_change_cells_of_changes_that_are_no_dict(changes):
+    assert _describe(changes) == (", ".join(_in_form_order(changes)), "")
+
+
+@pytest.mark.parametrize("zone", [None, UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("Europe/Paris")])
+@settings(max_examples=200, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+def test_a_date_time_in_words_is_djangos_dateformat(zone, moment):
+    """words._moment writes dateformat's "j M Y H:i" (" T" with a zone) out by hand."""
+    value = moment.replace(tzinfo=UTC).isoformat()
+    shown = moment.replace(tzinfo=UTC).astimezone(zone or ZoneInfo("America/St_Johns"))
+    with timezone.override("America/St_Johns"):
+        expected = dateformat.format(shown, "j M Y H:i" + (" T" if zone else ""))
+        if zone and expected.endswith(" "):
+            # In the hour a clock goes back, dateformat names no zone; the words still do.
+            expected += shown.tzname()
+        assert words._moment(value, zone) == expected
 
 
 @pytest.mark.parametrize(

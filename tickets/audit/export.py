@@ -21,7 +21,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import FilteredRelation, OuterRef, Q, Subquery
-from django.utils.dates import MONTHS_3
 
 from ..models import (
     Action,
@@ -29,10 +28,10 @@ from ..models import (
     AuditOutcome,
     Outcome,
 )
-from ..thena import schema, wire
+from ..thena import schema
 from .chain import RequestMeta, _iso, record_attempt, record_outcome
 from .queries import REVERTED, AuditFilter, Cursor, _before, _ids, _streams
-from .words import _line, _text, custom_field_changes
+from .words import change_lines
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +245,6 @@ _KEYS = [json.dumps(column) for column in EXPORT_COLUMNS]
 def _jsonl_pieces(filters, team_ids, cursor: Cursor) -> Iterator[tuple[str, int]]:
     """The entries as JSON Lines, one object per entry with the CSV's columns as keys and
     its values as they are (no spreadsheet quoting): pieces as _csv_pieces gives them."""
-    words = _ChangeWords()
     zone = connections[AuditEntry.objects.db].timezone
     parts, size, lines = [], 0, 0
     while True:
@@ -254,7 +252,7 @@ def _jsonl_pieces(filters, team_ids, cursor: Cursor) -> Iterator[tuple[str, int]
         chunk = entries[:EXPORT_CHUNK]
         originals = _reverted_numbers(chunk)
         for values in chunk:
-            row = _export_row(values, originals, words, zone, neutralise=False)
+            row = _export_row(values, originals, zone, neutralise=False)
             # The columns in the CSV's order (the encoder sorts keys).
             cells = ",".join(
                 f"{key}:{_dumps(value)}" for key, value in zip(_KEYS, row, strict=True)
@@ -336,7 +334,6 @@ def _csv_pieces(filters, team_ids, cursor: Cursor) -> Iterator[tuple[str, int]]:
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
     yield _taken(buffer), 1
-    words = _ChangeWords()
     zone = connections[AuditEntry.objects.db].timezone
     while True:
         entries = _entries(filters, cursor, team_ids, EXPORT_CHUNK + 1)
@@ -345,7 +342,7 @@ def _csv_pieces(filters, team_ids, cursor: Cursor) -> Iterator[tuple[str, int]]:
         lines = 0
         try:
             for values in chunk:
-                writer.writerow(_export_row(values, originals, words, zone))
+                writer.writerow(_export_row(values, originals, zone))
                 lines += 1
                 if buffer.tell() >= PIECE_CHARS:
                     yield _taken(buffer), lines
@@ -408,7 +405,6 @@ def _aware(moment: datetime, zone: tzinfo) -> datetime:
 def _export_row(
     values: tuple,
     originals: dict[int, int],
-    words: "_ChangeWords",
     zone: tzinfo,
     *,
     neutralise: bool = True,
@@ -445,7 +441,7 @@ def _export_row(
         duration_ms,
     ) = values
     changes = _loads(changes)  # both databases give JSON back as text here
-    fields_changed, changes_text = words.describe(changes)
+    fields_changed, changes_text = _describe(changes)
     row = [
         number,
         _iso(_aware(created_at, zone)),
@@ -487,77 +483,16 @@ def _export_row(
     ]
 
 
-class _ChangeWords:
-    """An entry's changed fields in the edit form's order and its changes in words, as
-    queries._in_form_order and words.change_lines(limit=CHANGE_TEXT, tz=UTC) give them,
-    with what they look up made once per export: schema.field_map() builds the 27 fields
-    anew on every call (~14 µs) and change_lines calls it two or three times per change,
-    and a date-time in words builds a DateFormat (~12 µs); together most of the export's
-    time. tests/test_export_speed.py holds the two equal."""
-
-    def __init__(self):
-        fields = schema.field_map()
-        self.order = {name: index for index, name in enumerate(fields)}
-        self.last = len(self.order)
-        # By field name: its label, and whether its values are date-times.
-        self.specs = {name: (spec.label, spec.kind == "datetime") for name, spec in fields.items()}
-        # dateformat's "M", in the language the stream is written in.
-        self.months = {month: MONTHS_3[month].title() for month in MONTHS_3}
-
-    def describe(self, changes: Any) -> tuple[str, str]:
-        """The fields_changed and changes_text cells of `changes`."""
-        order, last = self.order, self.last
-        if len(changes) < 2:  # most entries change one field: nothing to sort
-            names = list(changes)
-        else:
-            names = sorted(changes, key=lambda name: (order.get(name, last), name))
-        if not isinstance(changes, dict):
-            return ", ".join(names), ""
-        lines = []
-        for name in names:
-            change = changes[name]
-            if not isinstance(change, dict):
-                change = {"before": None, "after": change}
-            if name == "customFieldValues":
-                custom = custom_field_changes(change)
-                lines += [
-                    _line(field.name, field.before_readable, field.before, field.after, CHANGE_TEXT)
-                    for field in custom
-                ]
-                if custom:
-                    continue
-            label, moments = self.specs.get(name, (name, False))
-            before = self._words(change.get("before"), change.get("before_label"), moments)
-            after = self._words(change.get("after"), change.get("after_label"), moments)
-            lines.append(_line(label, "before" in change, before, after, CHANGE_TEXT))
-        return ", ".join(names), "; ".join(lines)
-
-    def _words(self, value: Any, label: Any, moments: bool) -> str:
-        """words._words, told whether the field's values are date-times; text first, as
-        most values are."""
-        if isinstance(label, str) and label:
-            return label
-        if isinstance(value, str):
-            return self._moment(value) if moments and value else value
-        if value is None or value == [] or value == {}:
-            return ""
-        if isinstance(value, bool):
-            return "Yes" if value else "No"
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return ", ".join(value)
-        return _text(value)
-
-    def _moment(self, value: str) -> str:
-        """words._moment(value, UTC): dateformat's "j M Y H:i T", written out."""
-        moment = wire.aware(value)
-        if moment is None:
-            return value
-        try:
-            shown = moment.astimezone(UTC)
-        except (OverflowError, ValueError):
-            return value
-        day, month = shown.day, self.months[shown.month]
-        return f"{day} {month} {shown.year:04d} {shown.hour:02d}:{shown.minute:02d} UTC"
+def _describe(changes: Any) -> tuple[str, str]:
+    """The fields_changed and changes_text cells: the changed fields in the edit form's
+    order, and words.change_lines in UTC."""
+    names = list(changes)
+    if len(names) > 1:  # most entries change one field
+        order = schema.field_order()
+        names.sort(key=lambda name: (order.get(name, len(order)), name))
+    if not isinstance(changes, dict):
+        return ", ".join(names), ""
+    return ", ".join(names), "; ".join(change_lines(changes, limit=CHANGE_TEXT, tz=UTC))
 
 
 def csv_cell(value: Any) -> Any:

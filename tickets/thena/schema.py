@@ -4,9 +4,14 @@ The form, the diff, the PATCH body and the audit labels are all built from this
 table. It is data: a form builder switches on `kind`, the PATCH body uses `json_type`.
 """
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 KINDS = frozenset(
     {
@@ -192,14 +197,31 @@ def auto_link_name() -> str:
     return settings.THENA_AUTO_LINK_FIELD
 
 
+# Built once (until the setting changes): pages and exports ask per field and per change.
+@functools.cache
 def fields() -> tuple[Field, ...]:
     """All 27 fields in display order, the auto-link flag under its configured name."""
     name = auto_link_name()
     return tuple(replace(f, name=name) if f.name == AUTO_LINK else f for f in _FIELDS)
 
 
-def field_map() -> dict[str, Field]:
-    return {f.name: f for f in fields()}
+@functools.cache
+def field_map() -> Mapping[str, Field]:
+    """The fields by name, in display order (read-only: it is shared)."""
+    return MappingProxyType({f.name: f for f in fields()})
+
+
+@functools.cache
+def field_order() -> Mapping[str, int]:
+    """Each field's place in display order."""
+    return MappingProxyType({name: index for index, name in enumerate(field_map())})
+
+
+@receiver(setting_changed)
+def _auto_link_renamed(*, setting: str, **kwargs) -> None:
+    if setting == "THENA_AUTO_LINK_FIELD":
+        for built in (fields, field_map, field_order):
+            built.cache_clear()
 
 
 def holds_value(spec: Field) -> bool:
