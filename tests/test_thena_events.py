@@ -6,13 +6,16 @@ import hashlib
 import hmac
 import json
 import random
+import threading
 
 import pytest
+from django.db import connection
 from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from tests.browser import form_data, replace, to_urlencoded
 from tickets import events
+from tickets.audit import verify_chain
 from tickets.audit.reconcile import audit_reconcile
 from tickets.models import AuditEntry, ThenaEvent, TicketFieldSeen
 
@@ -393,3 +396,45 @@ def test_the_audit_list_and_export_filter_by_source(manager_client, client, sand
     export = manager_client.get("/audit/export.csv", {"source": "thena"})
     lines = complete_export(b"".join(export.streaming_content)).splitlines()
     assert len(lines) == 2 and lines[1].startswith(f"{theirs},")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_processing_at_once_record_each_change_once(client, sandbox):
+    """Three workers drain one flood together (on PostgreSQL each skips the rows another
+    holds): every event is processed once, one entry per change, and the chain verifies."""
+    rng = random.Random(11)
+    tickets = sandbox.tickets()[:20]
+    for n in range(300):
+        sandbox.touch_ticket(rng.choice(tickets)["id"], title=f"Change {n}")
+    emitted = list(sandbox.events)
+    deliveries = emitted + rng.sample(emitted, len(emitted) // 4)
+    rng.shuffle(deliveries)
+    _deliver_all(client, deliveries)
+
+    barrier = threading.Barrier(3)
+    done, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            done.append(events.events_process())
+        except BaseException as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    distinct = {e["eventId"] for e in emitted}
+    assert sum(done) == len(distinct)
+    assert not ThenaEvent.objects.filter(state=ThenaEvent.State.RECEIVED).exists()
+    changes = [e for e in emitted if e["eventType"] == "ticket:updated"]
+    assert _external().count() == len(changes) == 300
+    recorded = list(_external().values_list("request_id", flat=True))
+    assert sorted(recorded) == sorted(e["eventId"][:64] for e in changes)
+    assert verify_chain().ok

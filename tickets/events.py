@@ -30,6 +30,7 @@ from .audit.chain import (
     AlreadySettled,
     clean_json,
     clean_text,
+    lock_chain,
     record_attempt,
     record_outcome,
 )
@@ -182,6 +183,9 @@ def events_process(limit: int = 10_000) -> int:
     done = 0
     while done < limit:
         with transaction.atomic():
+            # First: the batch appends to the chain after taking other locks (its events'
+            # rows, the write-only values seen), which another worker may wait on.
+            lock_chain()
             pending = ThenaEvent.objects.filter(state=ThenaEvent.State.RECEIVED)
             if connection.vendor == "postgresql":
                 pending = pending.select_for_update(skip_locked=True)

@@ -190,7 +190,7 @@ def record_attempt(**fields: Any) -> AuditEntry:
     over-long text is cut to its column, before the row is hashed (see _sanitise)."""
     entry = entry_row(**fields)
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         _append(entry)
         _write_fields(entry)
     if entry.outcome != Outcome.PENDING:
@@ -279,7 +279,7 @@ def record_outcome(
         duration_ms=duration_ms,
     )
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         latest = _latest_outcome(entry.pk)
         changed = current is not None and current != (latest or Outcome.PENDING)
         if latest not in (None, Outcome.UNKNOWN) or changed:
@@ -673,7 +673,7 @@ def append_many(rows: Iterable[AuditEntry | AuditOutcome]) -> None:
     one before it (revert_of). No metrics are counted.
     """
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         keys = keyring()
         last_id, last_hash = _prepare_append(keys)
         number = _next_number()
@@ -869,7 +869,10 @@ def _field_names(changes: dict[str, Any]) -> set[str]:
     return {name[:FIELD_NAME_MAX] for name in changes}
 
 
-def _lock_chain() -> None:
+def lock_chain() -> None:
+    """Take the chain lock in the caller's transaction, until it ends. A transaction that
+    appends after taking other locks (rows another appender may wait on) takes it first,
+    or two such transactions deadlock."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_ID])

@@ -36,11 +36,11 @@ from psycopg import Copy
 from psycopg.copy import FileWriter
 
 from tickets.audit.chain import (
-    _lock_chain,
     _next_number,
     _prepare_append,
     clean_text,
     keyring,
+    lock_chain,
     row_hash,
 )
 from tickets.models import SETTLED_OUTCOMES, Action, AuditEntry, AuditField, AuditOutcome, Outcome
@@ -267,7 +267,7 @@ def _head() -> Head:
 
 def _head_locked() -> Head:
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         return _head()
 
 
@@ -352,7 +352,7 @@ class _Writer:
     def write_fresh(self, maker: "_Maker", size: int) -> tuple[Head, int]:
         """Build the next batch on the chain's head and write it, all under the lock."""
         with transaction.atomic():
-            _lock_chain()
+            lock_chain()
             maker.forget_settled()
             link = _Link(_head(), keyring())
             rows = maker.batch(size, link)
@@ -366,7 +366,7 @@ class _Writer:
         """Write a batch's COPY data (copy_data) built on `at`: the number of chain rows
         written, or None (nothing written) if the chain's head is no longer `at`."""
         with transaction.atomic():
-            _lock_chain()
+            lock_chain()
             if _head() != at:
                 return None
             return self._copy(data)
