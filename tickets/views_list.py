@@ -49,7 +49,7 @@ def _ticket_urls():
     return url
 
 
-def escape(value) -> str:
+def _escape(value) -> str:
     """Django's escape(), without its lazy-string wrapper."""
     return html.escape(str(value))
 
@@ -58,15 +58,15 @@ def _row(ticket: dict, *, select: bool, url: str) -> SafeString:
     """One row of the list, escaped as the template engine escapes. Written here rather
     than in the template: the engine's work for its dozen cells was a third of a page."""
     ident = ticket.get("ticketIdentifier")
-    cell = escape(ident or "—")
+    cell = _escape(ident or "—")
     if url:
-        cell = f'<a class="row-link" href="{escape(url)}">{cell}</a>'
+        cell = f'<a class="row-link" href="{_escape(url)}">{cell}</a>'
     tick = ""
     if select:
         if url:
             tick = (
-                f'<input type="checkbox" name="ticket" value="{escape(ticket["id"])}" '
-                f'form="bulk-select" aria-label="Select {escape(ident or ticket["id"])}">'
+                f'<input type="checkbox" name="ticket" value="{_escape(ticket["id"])}" '
+                f'form="bulk-select" aria-label="Select {_escape(ident or ticket["id"])}">'
             )
         tick = f'<td class="select">{tick}</td>'
     when = "—"
@@ -74,24 +74,25 @@ def _row(ticket: dict, *, select: bool, url: str) -> SafeString:
         local = timezone.localtime(updated)
         full = f"{local.year:04d}-{local:%m-%d %H:%M} {local.tzname() or ''}"
         when = (
-            f'<time datetime="{escape(local.isoformat())}" title="{escape(full)}">'
-            f"{escape(ago(updated))}</time>"
+            f'<time datetime="{_escape(local.isoformat())}" title="{_escape(full)}">'
+            f"{_escape(ago(updated))}</time>"
         )
     title = ticket.get("title")
     title = "" if title is None else str(title)
     if len(title) > 120:
         title = Truncator(title).chars(120)
     priority = ticket.get("priority")
+    badge = f"priority-{_escape(slugify(priority or ''))}"
     return mark_safe(
         f"<tr>{tick}"
         f'<td class="nowrap" data-label="Ticket">{cell}</td>'
-        f'<td class="title" data-label="Title">{escape(title)}</td>'
-        f'<td data-label="Status"><span class="badge">{escape(ticket.get("status") or "—")}'
+        f'<td class="title" data-label="Title">{_escape(title)}</td>'
+        f'<td data-label="Status"><span class="badge">{_escape(ticket.get("status") or "—")}'
         "</span></td>"
-        f'<td data-label="Priority"><span class="badge priority-{escape(slugify(priority or ""))}">'
-        f"{escape(priority or '—')}</span></td>"
-        f'<td data-label="Assignee">{escape(ticket.get("assignedAgent") or "Unassigned")}</td>'
-        f'<td data-label="Team">{escape(ticket.get("teamName") or "—")}</td>'
+        f'<td data-label="Priority"><span class="badge {badge}">'
+        f"{_escape(priority or '—')}</span></td>"
+        f'<td data-label="Assignee">{_escape(ticket.get("assignedAgent") or "Unassigned")}</td>'
+        f'<td data-label="Team">{_escape(ticket.get("teamName") or "—")}</td>'
         f'<td class="nowrap" data-label="Updated">{when}</td>'
         "</tr>"
     )
