@@ -47,3 +47,25 @@ def test_a_superuser_has_every_permission(db):
         _fresh(admin)
     )
     assert "tickets.bulk_edit" in ModelBackend().get_all_permissions(_fresh(admin))
+
+
+def test_the_signed_in_user_is_read_as_djangos_backend_reads_it(user, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        found = ModelBackend().get_user(str(user.pk))  # as the session holds it
+    expected = backends.ModelBackend().get_user(user.pk)
+    assert found == expected
+    assert [getattr(found, f.attname) for f in User._meta.concrete_fields] == [
+        getattr(expected, f.attname) for f in User._meta.concrete_fields
+    ]
+    assert found.get_session_auth_hash() == expected.get_session_auth_hash()
+
+
+@pytest.mark.parametrize("user_id", ["999999", "x", "", None, "1; DROP TABLE auth_user"])
+def test_no_user_for_an_id_that_is_none(db, user_id):
+    assert ModelBackend().get_user(user_id) is None
+
+
+def test_no_user_once_inactive(user):
+    user.is_active = False
+    user.save()
+    assert ModelBackend().get_user(user.pk) is None
