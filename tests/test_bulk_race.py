@@ -6,18 +6,15 @@ since its preview, or the save answers with the conflict page. The audit log say
 and its chain verifies.
 """
 
-import re
 import threading
 import time
 from collections import Counter
 
-import httpx
 import pytest
 from django.db import connection
 
 from tests.browser import form_data, replace, to_urlencoded
-from tests.conftest import PASSWORD
-from tests.util import sandbox_over_http
+from tests.util import logged_in, sandbox_over_http
 from tickets import bulk
 from tickets.audit import RequestMeta, verify_chain
 from tickets.models import AuditEntry
@@ -38,18 +35,6 @@ META = RequestMeta(request_id="req-race", client_ip="192.0.2.9", user_agent="pyt
 def world():
     with sandbox_over_http(SandboxConfig(latency_ms=20)) as app:
         yield app
-
-
-def _browser(base_url: str, username: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    page = client.get("/accounts/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-    response = client.post(
-        "/accounts/login/",
-        data={"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD},
-    )
-    assert response.status_code == 302, response.text
-    return client
 
 
 def _status_ids(team_id: str) -> dict[str, str]:
@@ -81,7 +66,7 @@ def test_a_batch_and_single_saves_of_one_field_never_both_win(
         meta=META,
     )
     bulk.batch_confirm(user=manager, batch=batch)
-    browsers = [_browser(live_server.url, manager.username) for _ in ids]
+    browsers = [logged_in(live_server.url, manager.username) for _ in ids]
     bodies = []
     for browser, ticket_id in zip(browsers, ids, strict=True):
         page = browser.get(f"/tickets/{ticket_id}/")

@@ -10,19 +10,17 @@ Run against the in-process sandbox and against the sandbox served over real HTTP
 20 ms of latency per request, so the PATCH really takes time and the race window is real.
 """
 
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from django.contrib.auth.models import Group
 
 from tests.browser import Data, form_data, replace, to_urlencoded
 from tests.conftest import PASSWORD
-from tests.util import sandbox_over_http
+from tests.util import logged_in, sandbox_over_http
 from tickets import services
 from tickets.models import AuditEntry
 from tickets.thena.sandbox import SandboxApp, SandboxConfig
@@ -70,17 +68,7 @@ def base_url(live_server, editors):
 @pytest.fixture
 def browsers(base_url, editors):
     """One logged-in HTTP client per editor, logged in through the real login form."""
-    clients = []
-    for username in editors:
-        client = httpx.Client(base_url=base_url, timeout=30)
-        page = client.get("/accounts/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-        response = client.post(
-            "/accounts/login/",
-            data={"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD},
-        )
-        assert response.status_code == 302, response.text
-        clients.append(client)
+    clients = [logged_in(base_url, username) for username in editors]
     yield clients
     for client in clients:
         client.close()

@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 
 from tests.browser import form_data, replace, to_urlencoded
-from tests.util import deployed_environment, process_stop, shared_cache_clear
+from tests.util import deployed_environment, logged_in, process_stop, shared_cache_clear
 from tickets import tasks
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.models import AuditEntry
@@ -113,18 +113,6 @@ def deployment(tmp_path, manager, collected_static, settings):
     shared_cache_clear()
 
 
-def _login(url: str) -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=30)
-    page = client.get("/accounts/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-    answer = client.post(
-        "/accounts/login/",
-        data={"csrfmiddlewaretoken": token, "username": "manager", "password": PASSWORD},
-    )
-    assert answer.status_code == 302, answer.text
-    return client
-
-
 def _on(client: httpx.Client, url: str) -> httpx.Client:
     """The same browser (its cookies), sent to another instance."""
     other = httpx.Client(base_url=url, timeout=30)
@@ -139,7 +127,7 @@ def _lists(sandbox: SandboxApp) -> list[str]:
 def test_two_instances_and_a_worker_behave_as_one(deployment):
     sandbox, url_a, url_b, _ = deployment
     ticket, other = [t for t in sandbox.tickets() if t["teamIdentifier"] == "SUP"][:2]
-    a = _login(url_a)
+    a = logged_in(url_a)
     b = _on(a, url_b)
 
     # A session made on A works on B. B's list of every team fetches each team's lists
@@ -227,7 +215,7 @@ def test_a_million_entries_export_in_the_background_complete_and_checked(deploym
     storage, instance B serves the file; its rows and SHA-256 are the database's."""
     _, a, b, env = deployment
     _seed(env, 1_000_000)
-    client = _login(a)
+    client = logged_in(a)
     asked = client.get("/audit/export.csv")
     assert asked.status_code == 302, asked.text[:500]
     job_url = asked.headers["location"]
@@ -268,7 +256,7 @@ def test_a_streamed_export_cut_off_is_never_recorded_as_succeeded(deployment):
     the export's entry stays pending (nothing says it succeeded)."""
     _, a, _, env = deployment
     _seed(env, 30_000)  # below EXPORT_BACKGROUND_ROWS: streamed
-    client = _login(a)
+    client = logged_in(a)
     received = b""
     with client.stream("GET", "/audit/export.csv") as response:
         for chunk in response.iter_bytes():

@@ -1,6 +1,7 @@
 """Helpers shared by tests (fixtures live in conftest.py)."""
 
 import os
+import re
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from django.db import connection
 from django.utils.datastructures import MultiValueDict
 from django_tasks_db.management.commands.db_worker import Worker
 
+from tests.conftest import PASSWORD
 from tickets.audit import RequestMeta, record_attempt, record_outcome
 from tickets.thena.client import SANDBOX_BASE_URL, ThenaClient, sandbox_transport, set_client
 from tickets.thena.sandbox import DEMO_API_KEY, SandboxApp, SandboxConfig
@@ -118,6 +120,19 @@ def write_audit(
     for result in settle:
         record_outcome(entry=entry, outcome=result, status_code=200, duration_ms=duration_ms)
     return entry
+
+
+def logged_in(base_url: str, username: str = "manager") -> httpx.Client:
+    """A browser-like client on a running server, signed in through its login form."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    answer = client.post(
+        "/accounts/login/",
+        data={"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD},
+    )
+    assert answer.status_code == 302, answer.text
+    return client
 
 
 @contextmanager
