@@ -75,7 +75,10 @@ def fallbacks(monkeypatch) -> list[str]:
 def test_every_template_rendered_in_python_reads_as_this_django_installs_it():
     # A Django upgrade that changes one of them turns its Python off (the template renders
     # instead, slower): this test says so.
-    assert set(FAST.fast()) == {widgets.WIDGETS + name for name in widgets._FAST}
+    assert set(FAST.fast()) == {widgets.WIDGETS + name for name in widgets._FAST} | {
+        widgets.EDIT_FIELD,
+        widgets.HISTORY_ITEM,
+    }
 
 
 def test_a_template_that_differs_is_rendered_by_the_template(monkeypatch):
@@ -86,12 +89,28 @@ def test_a_template_that_differs_is_rendered_by_the_template(monkeypatch):
     assert widgets.WIDGETS + "text.html" in fast
 
 
+def test_an_edit_field_template_that_differs_is_rendered_by_the_template(monkeypatch):
+    monkeypatch.setattr(widgets, "EDIT_FIELD_SOURCE", "<div>{{ field }}</div>")
+    assert widgets.EDIT_FIELD not in widgets.FastTemplates().fast()
+
+
+def _edit_fields_both_ways(form: TicketUpdateForm) -> None:
+    """The edit page's field (label, input, help, errors) of every input, both ways."""
+    for bound in form:
+        form.renderer = DJANGO
+        reference = bound.as_edit_field()
+        form.renderer = FAST
+        assert bound.as_edit_field() == reference, bound.name
+        assert widgets._edit_field(bound) == reference, bound.name  # no fallback
+
+
 @pytest.mark.usefixtures("thena")
 @pytest.mark.parametrize("sandbox_config", SANDBOX_VARIANTS.values(), indirect=True)
 def test_the_ticket_form_renders_the_same_for_every_ticket(sandbox, viewer, fallbacks):
     for ticket in sandbox.tickets()[::6]:  # every team, odd values included
         edit = services.ticket_edit_load(user=viewer, ticket_id=ticket["id"])
         _assert_same(TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
+        _edit_fields_both_ways(TicketUpdateForm(ticket=edit.ticket, choices=edit.choices))
     assert fallbacks == []  # every widget of the form rendered in Python
 
 
@@ -111,6 +130,8 @@ def test_a_form_with_errors_renders_the_same(sandbox, viewer):
     assert not form.is_valid()
     assert len(form.errors) >= 4
     _assert_same(form)
+    form["title"].help_text = "<b>A note</b> & more"  # as the page adds one under an input
+    _edit_fields_both_ways(form)
 
 
 @pytest.mark.usefixtures("thena")
@@ -374,3 +395,44 @@ def test_entry_numbers_follow_across_outcomes(manager):
         numbers.append((entry.id, entry.number))
     (first, number), *_ = numbers
     assert numbers == [(first, number), (first + 2, number + 1), (first + 4, number + 2)]
+
+
+# -- the history panel ------------------------------------------------------------------
+
+
+def test_a_history_entry_renders_the_same(manager):
+    import dataclasses
+    import zoneinfo
+
+    from django.utils import timezone
+
+    from tickets.models import Action
+
+    for action in ("ticket.update", Action.TICKET_EXTERNAL):
+        entry = record_attempt(
+            action=action,
+            actor=manager,
+            ticket={"id": "T1", "teamId": "TA"},
+            changes={"title": {"before": "<b>a</b>", "after": "b & c"}},
+            request_body={},
+            meta=META,
+            reason="why " * 80,
+            message='it\'s "done" <now>' if action == "ticket.update" else "",
+        )
+        record_outcome(entry=entry, outcome="succeeded", status_code=200)
+    items = services.ticket_history_list(user=manager, ticket_id="T1")
+    assert {item.external for item in items} == {True, False}
+    variants = [
+        *items,
+        dataclasses.replace(items[0], changes=(), url="/audit/1/?a=1&b=<2>"),
+        dataclasses.replace(items[1], outcome="<odd>", revert_of_number=7),
+        dataclasses.replace(items[1], drift_of_number=3),
+    ]
+    variants[-1].entry.actor_username = ""
+    for zone in ("UTC", "America/St_Johns", "Asia/Kathmandu"):
+        with timezone.override(zoneinfo.ZoneInfo(zone)):
+            for item in variants:
+                reference = DJANGO.render(widgets.HISTORY_ITEM, {"item": item})
+                assert FAST.render(widgets.HISTORY_ITEM, {"item": item}) == reference
+                if not (item.revert_of_number or item.drift_of_number):
+                    assert widgets._history_item(item) == reference  # no fallback

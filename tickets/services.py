@@ -18,7 +18,10 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.db import DatabaseCache
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
+from django.forms.renderers import get_default_renderer
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from django.utils.safestring import mark_safe
 
 from . import audit, locks
 from .audit import reconcile
@@ -42,6 +45,7 @@ from .tasks import reconcile_entry
 from .thena import schema, speccheck, wire
 from .thena.client import concurrently, get_client, request_budget
 from .thena.errors import ThenaError, ThenaNotFound
+from .widgets import HISTORY_ITEM
 
 HISTORY_TEXT = 60  # characters of a value the history panel shows
 NO_TEAMS = "Your account is not allowed to see any team yet. Ask your administrator."
@@ -1185,13 +1189,35 @@ class HistoryItem:
     changes: tuple[str, ...] = ()  # each change in words: "Priority: High → Urgent"
     revert_of_number: int | None = None  # the number of the entry this one reverts
     drift_of_number: int | None = None  # a change in Thena: the edit it overrode
+    url: str = ""  # the entry's page
 
     @property
     def external(self) -> bool:
         return self.entry.action == Action.TICKET_EXTERNAL
 
+    @property
+    def html(self) -> str:
+        """The entry as the history panel shows it (widgets.HISTORY_ITEM)."""
+        return mark_safe(get_default_renderer().render(HISTORY_ITEM, {"item": self}))
+
 
 HISTORY_SOURCES = {"dashboard": "Dashboard", "thena": "In Thena"}
+# What the history panel reads of an entry (the rest, the PATCH body above all, is not
+# fetched).
+HISTORY_COLUMNS = (
+    "id",
+    "created_at",
+    "action",
+    "actor_username",
+    "changes",
+    "outcome",
+    "message",
+    "reason",
+    "revert_of",
+    "drift_of",
+    "number",
+)
+_URL_MARK = 987654321
 
 
 def ticket_history_list(
@@ -1207,8 +1233,11 @@ def ticket_history_list(
         entries = entries.filter(action=Action.TICKET_EXTERNAL)
     elif source == "dashboard":
         entries = entries.exclude(action=Action.TICKET_EXTERNAL)
-    entries = list(entries.for_ticket(ticket_id).with_current_outcome()[:limit])
+    entries = entries.for_ticket(ticket_id).only(*HISTORY_COLUMNS).with_current_outcome()
+    entries = list(entries[:limit])
     numbers, drifts = revert_numbers(entries), drift_numbers(entries)
+    # One reverse() for every entry's link: audit:detail is the number within fixed text.
+    head, tail = reverse("audit:detail", args=[_URL_MARK]).rsplit(str(_URL_MARK), 1)
     return [
         HistoryItem(
             entry,
@@ -1217,6 +1246,7 @@ def ticket_history_list(
             tuple(change_lines(entry.changes, limit=HISTORY_TEXT)),
             numbers.get(entry.revert_of),
             drifts.get(entry.drift_of),
+            f"{head}{entry.number}{tail}",
         )
         for entry in entries
     ]

@@ -325,7 +325,7 @@ def ticket_validate(request: HttpRequest, ticket_id: str) -> HttpResponse:
     if name not in form.fields:
         return HttpResponse(status=204)
     form.is_valid()
-    return render(request, DETAIL + "#form-field", {"field": form[name]})
+    return HttpResponse(form[name].as_edit_field())
 
 
 # /tickets/<ticket_id>/history/

@@ -12,6 +12,11 @@ source with its copy in SOURCES below, and any that differs (a new Django versio
 override) is rendered by its template again. Any value of a type the Python does not
 handle the way the template does (a number label, a callable, an optgroup) is rendered
 by the template too.
+
+The same goes for two of the ticket page's own templates, rendered through this renderer
+so that it can stand in for them: a field of the edit form (label, input, help, errors;
+some 35 per page) and an entry of the history panel (EDIT_FIELD, HISTORY_ITEM). Each
+is rendered in Python while its file reads as the copy here.
 """
 
 import html
@@ -20,7 +25,11 @@ from collections.abc import Callable
 from django import forms
 from django.forms.renderers import DjangoTemplates
 from django.template import TemplateDoesNotExist
+from django.template.defaultfilters import date as date_filter
+from django.template.defaultfilters import truncatechars
+from django.urls import reverse
 from django.utils.safestring import SafeData, SafeString
+from django.utils.timezone import template_localtime
 
 WIDGETS = "django/forms/widgets/"
 
@@ -80,6 +89,72 @@ for _name in ("color", "date", "datetime", "time", "checkbox"):
     SOURCES[f"{_name}.html"] = _INCLUDES_INPUT
 SOURCES["checkbox_select.html"] = SOURCES["radio.html"] = _INCLUDES_MULTIPLE
 SOURCES["checkbox_option.html"] = SOURCES["radio_option.html"] = _INCLUDES_OPTION
+
+
+# The edit page's field (tickets/templates/tickets/edit_field.html), as _edit_field renders it.
+EDIT_FIELD = "tickets/edit_field.html"
+EDIT_FIELD_SOURCE = (
+    "{# The edit page's field. tickets/widgets.py renders it in Python while this file reads as "
+    "EDIT_FIELD_SOURCE there. #}\n"
+    '          <div id="field-{{ field.name }}" class="field kind-{{ field.kind }}'
+    '{% if field.errors %} has-error{% endif %}"\n'
+    '               hx-post="{{ field.validate_url }}?field={{ field.name }}" hx-trigger="change" '
+    'hx-target="this" hx-swap="outerHTML">\n'
+    '            {% if field.layout == "check" %}\n'
+    '              <label class="check">{{ field }} {{ field.label }}</label>\n'
+    '            {% elif field.layout == "group" %}\n'
+    '              <fieldset class="checks"><legend>{{ field.label }}</legend>'
+    "{{ field }}</fieldset>\n"
+    "            {% else %}\n"
+    '              <label for="{{ field.id_for_label }}">{{ field.label }}</label>\n'
+    '              {% if field.name == "accountId" %}\n'
+    '                {# Outside any form (form=""): the search text is never submitted. The answer '
+    "replaces the whole select and keeps the chosen account selected. #}\n"
+    '                <input type="search" class="picker-search" name="q" form="" '
+    'aria-label="Search accounts" placeholder="Search accounts\u2026"\n'
+    "                       hx-get=\"{% url 'tickets:account-options' %}\" "
+    'hx-trigger="input changed delay:300ms" hx-target="#{{ field.id_for_label }}" '
+    'hx-swap="outerHTML"\n'
+    '                       hx-include="#{{ field.id_for_label }}" hx-params="accountId,q" '
+    'hx-sync="this:replace">\n'
+    "              {% endif %}\n"
+    "              {{ field }}\n"
+    "            {% endif %}\n"
+    '            {% if field.help_text %}<p class="help" id="{{ field.auto_id }}_helptext">'
+    "{{ field.help_text }}</p>{% endif %}\n"
+    '            {% for error in field.errors %}<p class="field-error" '
+    'id="{{ field.auto_id }}_error">{{ error }}</p>{% endfor %}\n'
+    "          </div>\n"
+)
+
+
+# One entry of the ticket page's history panel (tickets/templates/tickets/history_item.html),
+# as _history_item renders it.
+HISTORY_ITEM = "tickets/history_item.html"
+HISTORY_ITEM_SOURCE = (
+    "{# One entry of the ticket page's history panel. tickets/widgets.py renders it in Python "
+    "while this file reads as HISTORY_ITEM_SOURCE there. #}\n"
+    '    <article class="history-entry{% if item.external %} external{% endif %}">\n'
+    '      <p>{% if item.external %}<span class="badge source-thena">In Thena</span>{% else %}'
+    '<span class="badge outcome-{{ item.outcome }}">{{ item.outcome }}</span>{% endif %}\n'
+    '        <a href="{{ item.url }}"><time datetime="{{ item.entry.created_at|date:\'c\' }}">'
+    '{{ item.entry.created_at|date:"j M Y, H:i" }}</time></a>\n'
+    '        by {{ item.entry.actor_username|default:"someone" }}</p>\n'
+    '      {% if item.drift_of_number %}<p class="small drift" role="note"><strong>Tug of war:'
+    "</strong> this undid the dashboard\u2019s edit <a href=\"{% url 'audit:detail' "
+    'item.drift_of_number %}">#{{ item.drift_of_number }}</a> of the same field, made just '
+    "before.</p>{% endif %}\n"
+    '      {% if item.revert_of_number %}<p class="small">Revert of <a href="'
+    "{% url 'audit:detail' item.revert_of_number %}\">#{{ item.revert_of_number }}</a></p>"
+    "{% endif %}\n"
+    '      {% if item.changes %}<ul class="history-changes small">{% for line in item.changes %}'
+    "<li>{{ line }}</li>{% endfor %}</ul>{% endif %}\n"
+    '      {% if item.entry.reason %}<p class="small">Reason: '
+    "{{ item.entry.reason|truncatechars:200 }}</p>{% endif %}\n"
+    '      {% if item.entry.message %}<p class="muted small">'
+    "{{ item.entry.message|truncatechars:200 }}</p>{% endif %}\n"
+    "    </article>\n"
+)
 
 
 class Unhandled(Exception):
@@ -188,6 +263,89 @@ def _multiple(widget: dict) -> str:
     return "".join(parts)
 
 
+def _edit_field(field) -> str:
+    """edit_field.html (stripped, as the renderer returns it), for a TemplateBoundField."""
+    name, label, auto_id = _text(field.name), _text(field.label), _text(field.auto_id)
+    widget = _text(str(field))
+    errors = field.errors
+    layout = field.layout
+    if layout == "check":
+        body = f'<label class="check">{widget} {label}</label>\n            '
+    elif layout == "group":
+        body = f'<fieldset class="checks"><legend>{label}</legend>{widget}</fieldset>\n            '
+    else:
+        for_id = _text(field.id_for_label)
+        search = ""
+        if field.name == "accountId":
+            search = (
+                "\n                \n"
+                '                <input type="search" class="picker-search" name="q" form="" '
+                'aria-label="Search accounts" placeholder="Search accounts\u2026"\n'
+                f'                       hx-get="{_text(reverse("tickets:account-options"))}" '
+                f'hx-trigger="input changed delay:300ms" hx-target="#{for_id}" '
+                'hx-swap="outerHTML"\n'
+                f'                       hx-include="#{for_id}" hx-params="accountId,q" '
+                'hx-sync="this:replace">\n              '
+            )
+        body = (
+            f'<label for="{for_id}">{label}</label>\n              {search}'
+            f"\n              {widget}\n            "
+        )
+    help_text = field.help_text
+    shown_help = (
+        f'<p class="help" id="{auto_id}_helptext">{_text(help_text)}</p>' if help_text else ""
+    )
+    shown_errors = "".join(
+        f'<p class="field-error" id="{auto_id}_error">{_text(error)}</p>' for error in errors
+    )
+    return (
+        f'<div id="field-{name}" class="field kind-{_text(field.kind)}'
+        f'{" has-error" if errors else ""}"\n'
+        f'               hx-post="{_text(field.validate_url)}?field={name}" '
+        'hx-trigger="change" hx-target="this" hx-swap="outerHTML">\n'
+        f"            \n              {body}\n"
+        f"            {shown_help}\n"
+        f"            {shown_errors}\n"
+        "          </div>"
+    )
+
+
+def _history_item(item) -> str:
+    """history_item.html (stripped), for a services.HistoryItem; an entry that links to
+    another (a revert, a tug of war) is left to the template."""
+    if item.drift_of_number or item.revert_of_number:
+        raise Unhandled
+    entry = item.entry
+    if item.external:
+        badge = '<span class="badge source-thena">In Thena</span>'
+    else:
+        badge = f'<span class="badge outcome-{_text(item.outcome)}">{_text(item.outcome)}</span>'
+    moment = template_localtime(entry.created_at)
+    changes = (
+        '<ul class="history-changes small">'
+        + "".join(f"<li>{_text(line)}</li>" for line in item.changes)
+        + "</ul>"
+        if item.changes
+        else ""
+    )
+    reason, message = entry.reason, entry.message
+    return (
+        f'<article class="history-entry{" external" if item.external else ""}">\n'
+        f"      <p>{badge}\n"
+        f'        <a href="{_text(item.url)}"><time datetime="{_text(date_filter(moment, "c"))}">'
+        f"{_text(date_filter(moment, 'j M Y, H:i'))}</time></a>\n"
+        f"        by {_text(entry.actor_username or 'someone')}</p>\n"
+        "      \n"
+        "      \n"
+        f"      {changes}\n"
+        "      "
+        + (f'<p class="small">Reason: {_text(truncatechars(reason, 200))}</p>' if reason else "")
+        + "\n      "
+        + (f'<p class="muted small">{_text(truncatechars(message, 200))}</p>' if message else "")
+        + "\n    </article>"
+    )
+
+
 def _whole(render: Callable[[dict], str]) -> Callable[[dict], str]:
     """A widget's template as the renderer returns it: stripped."""
     return lambda widget: render(widget).strip()
@@ -234,12 +392,13 @@ _FAST: dict[str, tuple[Callable[[dict], str], tuple[str, ...]]] = {
 
 
 class FastTemplates(DjangoTemplates):
-    """Django's DjangoTemplates form renderer; the widget templates of _FAST are
-    rendered in Python while the installed templates read as SOURCES says."""
+    """Django's DjangoTemplates form renderer; the widget templates of _FAST (and
+    EDIT_FIELD, HISTORY_ITEM) are rendered in Python while the installed templates read
+    as SOURCES (EDIT_FIELD_SOURCE, HISTORY_ITEM_SOURCE) says."""
 
-    _fast: dict[str, Callable[[dict], str]] | None = None
+    _fast: dict[str, Callable] | None = None
 
-    def fast(self) -> dict[str, Callable[[dict], str]]:
+    def fast(self) -> dict[str, Callable]:
         """The templates rendered in Python, by name (checked once, on first use)."""
         if self._fast is None:
             same = {
@@ -250,6 +409,10 @@ class FastTemplates(DjangoTemplates):
                 for name, (render, uses) in _FAST.items()
                 if same.issuperset(uses)
             }
+            if self._source(EDIT_FIELD) == EDIT_FIELD_SOURCE:
+                self._fast[EDIT_FIELD] = _edit_field
+            if self._source(HISTORY_ITEM) == HISTORY_ITEM_SOURCE:
+                self._fast[HISTORY_ITEM] = _history_item
         return self._fast
 
     def _source(self, template_name: str) -> str | None:
@@ -262,7 +425,8 @@ class FastTemplates(DjangoTemplates):
         render = self.fast().get(template_name)
         if render is not None and request is None and len(context) == 1:
             try:
-                return SafeString(render(context["widget"]))
+                (value,) = context.values()  # a widget's dict, a bound field, a history item
+                return SafeString(render(value))
             except (Unhandled, KeyError, TypeError, AttributeError):
                 pass  # the template knows
         return super().render(template_name, context, request=request)
@@ -304,6 +468,10 @@ class TemplateBoundField(forms.BoundField):
         if getattr(widget, "allow_multiple_selected", False) or input_type == "radio":
             return "group"
         return "label"
+
+    def as_edit_field(self) -> str:
+        """The field as the edit page shows it: label, input, help and errors."""
+        return self.render(EDIT_FIELD)
 
     @property
     def validate_url(self) -> str:
