@@ -18,7 +18,7 @@ from django.http import QueryDict
 
 from .forms import Choices
 from .models import SavedView
-from .services import NO_TEAMS, _datetime, team_choices_load, team_list, team_scope_get
+from .services import NO_TEAMS, _datetime, team_choices_load_many, team_list, team_scope_get
 from .thena.client import get_client
 from .thena.errors import ThenaError
 
@@ -311,7 +311,7 @@ def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
         if not teams and team_scope_get(user) is not None:
             return TicketPage([], [], flt, page, error=NO_TEAMS)
         team_ids = [flt.team] if flt.team else [team["id"] for team in teams]
-        choice_sets = [team_choices_load(team_id) for team_id in team_ids]
+        choice_sets = team_choices_load_many(team_ids)
         names = Names.of(choice_sets)
         options = _options(names, choice_sets)
         known = {sub_id for sub_id, _ in options.sub_teams}
