@@ -91,6 +91,24 @@ def test_the_app_role_cannot_change_remove_or_hide_audit_rows(app_role, table):
     assert verify_chain().ok
 
 
+def test_the_app_role_reads_the_charts_counts_and_cannot_change_them(app_role):
+    record_attempt(
+        action="ticket.update",
+        actor=None,
+        ticket=TICKET,
+        changes=CHANGES,
+        request_body={},
+        meta=META,
+    )  # the triggers counted it, as the owner
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sum(n) FROM tickets_auditcount WHERE field = '' AND outcome = ''")
+        assert cursor.fetchone()[0] == 1
+    refused("UPDATE tickets_auditcount SET n = n + 1")
+    refused("INSERT INTO tickets_auditcount SELECT * FROM tickets_auditcount")
+    refused("DELETE FROM tickets_auditcount")
+
+
 def test_the_app_role_keeps_the_rest_of_the_app_working(app_role):
     with connection.cursor() as cursor:
         cursor.execute(

@@ -371,6 +371,35 @@ class AuditField(InsertOnlyModel):
         return f"entry #{self.entry_id}: {self.field}"
 
 
+class AuditCount(models.Model):
+    """How many entries (field "") and AuditField rows (field = its name) there are per
+    15-minute UTC bucket of the entry's created_at, team, action and current outcome: what
+    the audit list's chart sums per local day (every real zone offset is a multiple of 15
+    minutes), instead of counting index entries.
+
+    A derived index, not part of the MAC chain: database triggers keep it (migration
+    0016_audit_counts), in the transaction of every insert into the audit tables, whatever
+    writes them (chain.py, seed_audit's COPY, a raw import): an entry adds itself, a field
+    row adds itself under its entry's current outcome, an outcome row moves its entry (and
+    the entry's fields) from the outcome it had to the new current one. Every row is
+    counted twice: under its outcome and under "" (any outcome, never moved). A count that
+    reaches 0 is deleted. Never written by Python.
+    """
+
+    # A chart names the field ("" for entries) and the outcome ("" for any), so that its
+    # buckets lie together in the key.
+    pk = models.CompositePrimaryKey("field", "outcome", "bucket", "team_id", "action")
+    field = models.CharField(max_length=64, blank=True)  # "": the entry itself
+    bucket = models.DateTimeField()  # the start of the entry's 15-minute UTC slot
+    team_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16)  # the current outcome; "": any (a total)
+    n = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:%M} {self.action} {self.outcome} {self.field}: {self.n}"
+
+
 class Ticket(models.Model):  # noqa: DJ008 - never instantiated
     """Holds the `tickets.edit_ticket` permission and nothing else.
 

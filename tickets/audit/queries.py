@@ -8,6 +8,7 @@ import binascii
 import bisect
 import dataclasses
 import difflib
+import functools
 import hashlib
 import heapq
 import json
@@ -20,8 +21,8 @@ from typing import Any
 from django import forms
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db import connection, transaction
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, IContains
 from django.utils import timezone
@@ -30,6 +31,7 @@ from ..models import (
     ENTRY_OUTCOMES,
     SETTLED_OUTCOMES,
     Action,
+    AuditCount,
     AuditEntry,
     AuditEntryQuerySet,
     AuditField,
@@ -37,7 +39,7 @@ from ..models import (
     Outcome,
 )
 from ..thena import schema
-from .actors import TooManyActors, actor_names, distinct_values
+from .actors import TooManyActors, actor_names, distinct_values, logged_actors
 from .words import CustomFieldChange, custom_field_changes, revert_numbers
 
 PAGE_SIZE = 50
@@ -48,6 +50,27 @@ STALE_PROBE_MAX = 5000  # rows
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LONG_TEXT = 80  # longer strings (or any with a line break) get a word diff
 WORD_DIFF_MAX = 20_000  # characters
+
+
+def _tuned(function):
+    """Runs `function` on PostgreSQL in a transaction (a savepoint inside one) without
+    JIT compilation and parallel workers: the audit pages' queries read a few index
+    ranges, but a LIMIT over a rare filter is estimated past jit_above_cost, and JIT then
+    spent 9-30 ms compiling a query that runs in 0.3 ms; starting workers for a chart's
+    small counts cost more than they saved (56 against 18 ms for a ticket's 30 days)."""
+
+    @functools.wraps(function)
+    def tuned(*args, **kwargs):
+        if connection.vendor != "postgresql":
+            return function(*args, **kwargs)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('jit', 'off', true), "
+                "set_config('max_parallel_workers_per_gather', '0', true)"
+            )
+            return function(*args, **kwargs)
+
+    return tuned
 
 
 DASHBOARD, THENA = "dashboard", "thena"  # AuditFilter.source
@@ -233,6 +256,7 @@ class AuditPage:
     next_cursor: str  # "" on the last page
 
 
+@_tuned
 def audit_page(
     *,
     filters: AuditFilter,
@@ -262,14 +286,41 @@ def _entries(filters, cursor, team_ids, n: int) -> list[AuditEntry]:
     if len(streams) == 1 and streams[0][0].model is AuditEntry and not sparse:
         entries = _before(streams[0][0], cursor)
         return list(entries.with_current_outcome().newest_first()[:n])
-    ids = _ids(streams, cursor, n)
+    ids = _reverted_page(filters, cursor, team_ids, n) if filters.revert == REVERTED else None
+    ids = _ids(streams, cursor, n) if ids is None else ids
     return list(AuditEntry.objects.filter(pk__in=ids).with_current_outcome().newest_first())
+
+
+def _reverted_page(filters: AuditFilter, cursor, team_ids, n: int) -> list[int]:
+    """The first n ids of "reverted" in keyset order: the reverted entries are few (one
+    per revert), so each is looked up by id, with the other filters, and sorted. Walking
+    an index for them instead reads ~250 entries per reverted one."""
+    found = set()
+    for rows, created, row_id in _streams(replace(filters, revert=""), team_ids, ordered=False):
+        held = _before(rows.filter(**{f"{row_id}__in": _reverted()}), cursor, created, row_id)
+        found.update(_raw(held.values_list(created, row_id)))
+    return [row_id for _, row_id in heapq.nlargest(n, found)]
+
+
+def _raw(rows: QuerySet) -> list[tuple]:
+    """The rows as the database driver gives them, without the ORM's converters (making
+    a datetime aware costs ~5 us on SQLite): for values that are only compared, with
+    each other or with moments made _as_read."""
+    try:
+        sql, params = rows.order_by().query.sql_with_params()
+    except EmptyResultSet:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 Stream = tuple[QuerySet, str, str]  # rows, their created_at column, their entry id column
 
 
-def _streams(filters: AuditFilter, team_ids, *, ordered: bool = True) -> list[Stream]:
+def _streams(
+    filters: AuditFilter, team_ids, *, ordered: bool = True, counting: bool = False
+) -> list[Stream]:
     """Where the matching entries are read from, as streams in keyset order (none when
     the actor filter matches no one).
 
@@ -297,7 +348,7 @@ def _streams(filters: AuditFilter, team_ids, *, ordered: bool = True) -> list[St
     if filters.actor and not names:
         return []
     if filters.batch:
-        return [(_entry_rows(filters, team_ids), "created_at", "id")]
+        return [(_entry_rows(filters, team_ids, counting=counting), "created_at", "id")]
     if filters.ticket and ordered:
         rest = _entry_rows(replace(filters, ticket=""), team_ids)
         return [
@@ -312,7 +363,35 @@ def _streams(filters: AuditFilter, team_ids, *, ordered: bool = True) -> list[St
         return _field_rows(filters, team_ids)
     if filters.outcome in SETTLED_OUTCOMES and not drives:
         return _settled_rows(filters, team_ids)
-    return [(_entry_rows(filters, team_ids), "created_at", "id")]
+    rows = _entry_rows(filters, team_ids, counting=counting)
+    if ordered and _reason_drives(filters):
+        return [(rows.filter(part), "created_at", "id") for part in _reason_parts()]
+    return [(rows, "created_at", "id")]
+
+
+# On PostgreSQL, reasons of at most this many bytes are in a covering index of their own
+# (migration 0017): a B-tree entry must stay under 2,704 bytes.
+SHORT_REASON_BYTES = 2000
+
+
+def _reason_drives(filters: AuditFilter) -> bool:
+    """Whether the reason search reads the index of reasons (nothing narrower drives)."""
+    return bool(filters.reason) and not (filters.actor or filters.ticket or filters.batch)
+
+
+def _reason_parts() -> list[Q]:
+    """Disjoint parts of the entries with a reason, each read through its own index. On
+    PostgreSQL: the short reasons, whose index holds the reason (no table read per
+    reason), and the long ones."""
+    if connection.vendor != "postgresql":
+        return [Q()]
+    return [Q(_ShortReason("reason")), ~Q(_ShortReason("reason"))]
+
+
+class _ShortReason(Func):
+    # The bound written out, not a parameter: it must match the indexes' predicates.
+    template = f"OCTET_LENGTH(%(expressions)s) <= {SHORT_REASON_BYTES}"
+    output_field = BooleanField()
 
 
 def _ids(streams: list[Stream], cursor, n: int) -> list[int]:
@@ -386,16 +465,22 @@ class _ContainsAnyCase(IContains):
         return f"{lhs_sql} ILIKE {rhs_sql}", (*lhs_params, *rhs_params)
 
 
-def _entry_rows(filters: AuditFilter, team_ids) -> AuditEntryQuerySet:
+def _entry_rows(filters: AuditFilter, team_ids, *, counting: bool = False) -> AuditEntryQuerySet:
     entries = AuditEntry.objects.filter(_entry_q(filters, team_ids), _dates(filters, "created_at"))
     if filters.field:
         # A field row carries its entry's created_at: bounded by the same dates, the
         # probe lets PostgreSQL join a date range of the field index rather than hash
-        # all of it (0.3 s for a chart of actor + field). (Not equal to the entry's: the
-        # planner takes the two equalities for independent and expects no match.)
+        # all of it (0.3 s for a chart of actor + field). A page's probe leaves out the
+        # equality with the entry's created_at: the planner takes the two equalities for
+        # independent, expects no match and walks the whole index. A count (`counting`)
+        # has it: both indexes then run in (created_at, id) order, and PostgreSQL merges
+        # them instead of probing the field index once per entry (7 ms instead of 30 for
+        # a month of one actor and description at 1,000,000 entries).
         fields = AuditField.objects.filter(
             _dates(filters, "created_at"), entry=OuterRef("pk"), field=filters.field
         )
+        if counting:
+            fields = fields.filter(created_at=OuterRef("created_at"))
         entries = entries.filter(Exists(fields))
     return entries.filter(_outcome_q(filters.outcome)) if filters.outcome else entries
 
@@ -487,6 +572,7 @@ class BatchSummary:
         return self.batch_id[:8]  # the first group of the UUID, as people quote it
 
 
+@_tuned
 def batch_summary(
     *, filters: AuditFilter, team_ids: frozenset[str] | None = None
 ) -> BatchSummary | None:
@@ -544,20 +630,26 @@ def chart_span(filters: AuditFilter, *, days: int = CHART_DAYS) -> ChartSpan:
     return ChartSpan(max(since, _days_before(until, CHART_MAX_DAYS - 1)), until, asked)
 
 
+@_tuned
 def audit_daily_counts(
     *,
     filters: AuditFilter,
     team_ids: frozenset[str] | None = None,
     days: int = CHART_DAYS,
 ) -> list[DayCount]:
-    """Changes (ticket.update entries, whatever their outcome) per day in the user's time
-    zone over chart_span(filters): exports and chain anchors are not changes.
+    """Changes (ticket.update and ticket.external entries, whatever their outcome) per day
+    in the user's time zone over chart_span(filters): exports and chain anchors are not
+    changes.
 
-    One COUNT per day over an index range, sent as a single UNION ALL: counting index
+    Filters the counts table answers (outcome, field, source, dates, and the scope) sum
+    its 15-minute buckets per local day: one statement, exact at any moment (the
+    triggers keep it in the writers' transactions), so nothing is cached. The others
+    (actor, ticket, revert, reason, bulk edit) count index entries: one COUNT per day
+    over an index range, sent as a single UNION ALL (_count_days); counting index
     entries is several times faster than grouping by a computed local date (which SQLite
     runs through a Python function per row).
 
-    The counts of days before today are cached (one cache entry per filter, scope and
+    Those counts of days before today are cached (one cache entry per filter, scope and
     time zone) and checked before use, so they are never stale: a past day's count can
     change only through rows written after it was counted, which are the rows past the
     ids the cache entry remembers (at most CHART_CACHE_SECONDS of writes). An entry dated into
@@ -566,6 +658,10 @@ def audit_daily_counts(
     new revert."""
     span = chart_span(filters, days=days)
     shown = [span.since + timedelta(days=n) for n in range((span.until - span.since).days + 1)]
+    if _counted(filters):
+        ranges = [(_midnight(day), _midnight(day + timedelta(days=1))) for day in shown]
+        per_day = _summed(_count_rows(filters, team_ids), ranges)
+        return [DayCount(day, n) for day, n in zip(shown, per_day, strict=True)]
     today = timezone.localdate()
     undated = replace(filters, since=None, until=None)
     try:
@@ -583,8 +679,72 @@ def audit_daily_counts(
     fresh = _count_days([day for day in shown if day not in counts], undated, team_ids)
     past = {day: n for day, n in fresh.items() if day < today}
     if past:
-        cache.set(key, {**cached, "days": cached["days"] | past}, CHART_CACHE_SECONDS)
+        _cache_set(key, {**cached, "days": cached["days"] | past}, CHART_CACHE_SECONDS)
     return [DayCount(day, (counts | fresh)[day]) for day in shown]
+
+
+def _cache_set(key: str, value, timeout: int) -> None:
+    """cache.set; in the database cache on PostgreSQL, without waiting for the commit's
+    flush to disk (4-5 ms): losing a cached count in a crash costs only a recount."""
+    if connection.vendor != "postgresql" or "DatabaseCache" not in type(cache).__name__:
+        cache.set(key, value, timeout)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        cache.set(key, value, timeout)
+
+
+# The filters the counts table answers alone (with the scope); the others count index
+# entries (_count_days).
+COUNTED = frozenset({"since", "until", "outcome", "field", "source"})
+
+
+def _counted(filters: AuditFilter) -> bool:
+    return not set(filters.as_params()) - COUNTED
+
+
+def _count_rows(filters: AuditFilter, team_ids) -> QuerySet:
+    """The AuditCount rows of the changes the filters keep: those of the entries
+    themselves (field ""), or of the field's rows."""
+    actions = CHANGES
+    if filters.source == THENA:
+        actions = (Action.TICKET_EXTERNAL,)
+    elif filters.source == DASHBOARD:
+        actions = tuple(action for action in CHANGES if action != Action.TICKET_EXTERNAL)
+    # outcome "": every outcome (AuditCount)
+    return AuditCount.objects.filter(
+        visible_to(team_ids), field=filters.field, action__in=actions, outcome=filters.outcome
+    )
+
+
+def _summed(rows: QuerySet, ranges: list[tuple[datetime, datetime]]) -> list[int]:
+    """Per [start, end) range, the sum of `rows`' n over the buckets in it: one statement,
+    the ranges as a VALUES list, each summed over an index range of the counts' primary
+    key (field, outcome, bucket, ...). No bound over all the ranges: SQLite takes one
+    range per index scan, and may pick that one for every day."""
+    totals = [0] * len(ranges)
+    try:
+        sql, params = rows.order_by().values("bucket", "n").query.sql_with_params()
+    except EmptyResultSet:  # a scope of no teams
+        return totals
+    adapt = connection.ops.adapt_datetimefield_value
+    days = ", ".join(["(%s, %s, %s)"] * len(ranges))
+    bounds = [
+        value for n, (start, end) in enumerate(ranges) for value in (n, adapt(start), adapt(end))
+    ]
+    # A subquery per day, not a join: PostgreSQL may otherwise scan all the buckets
+    # and test each against every day.
+    query = (
+        f"WITH days (i, lo, hi) AS (VALUES {days}) SELECT days.i, "
+        f"(SELECT SUM(c.n) FROM ({sql}) c WHERE c.bucket >= days.lo AND c.bucket < days.hi) "
+        "FROM days"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [*bounds, *params])
+        for n, total in cursor.fetchall():
+            totals[n] = int(total or 0)
+    return totals
 
 
 def _heads(filters: AuditFilter) -> dict[str, int]:
@@ -621,43 +781,61 @@ def _days_before(day: date, n: int) -> date:
 
 
 def _count_days(days: list[date], filters: AuditFilter, team_ids) -> dict[date, int]:
-    """Changes per day. Unfiltered, the (action, created_at, id) index counts them alone.
-    Otherwise each stream's rows of the day are counted through the filter's own index
-    (reading each row's action instead would turn the index-only counts into a table
-    lookup per row, 3 to 10 times slower), less those of entries that are not changes:
-    few (exports, anchors), so they are listed once for all the days, through the action
-    index, and the stream is asked which of them it holds.
+    """Changes per day, for the filters the counts table cannot answer alone (_counted).
 
-    "pending" alone, for an unscoped user, is counted without a probe per entry: the
-    entries written pending, less those that have an outcome row (the outcome rows of
-    the day, less the unknowns settled again later), all read from indexes alone.
-    "reverted" looks up the few reverted entries rather than probing every entry."""
+    Each stream's rows of the day are counted through the filter's own index (reading
+    each row's action instead would turn the index-only counts into a table lookup per
+    row, 3 to 10 times slower), less those of entries that are not changes: few
+    (exports, anchors), so they are listed once for all the days, through the action
+    index, and the stream is asked which of them it holds. "reverted" looks up the few
+    reverted entries rather than probing every entry. An actor filter that matches more
+    people than it leaves out counts the others and takes them from the counts table's
+    total (_actor_complement)."""
     counts = dict.fromkeys(days, 0)
     if not days:
         return counts
     ranges = [(_midnight(day), _midnight(day + timedelta(days=1))) for day in days]
-    plain = not set(filters.as_params()) - {"since", "until"}  # no filter but dates
-    if plain:
-        rows = AuditEntry.objects.filter(visible_to(team_ids), action__in=CHANGES)
-        per_day = _per_day(lambda _: [(rows, "created_at", +1)], ranges)
-        return dict(zip(days, per_day, strict=True))
-    if filters.outcome == Outcome.PENDING and _only(filters, "outcome") and team_ids is None:
-        counts = dict(zip(days, _pending_per_day(ranges), strict=True))
+    fields = _actor_field_rows(ranges, filters, team_ids)
+    if fields is not None and connection.vendor == "postgresql" and fields <= FETCH_MAX:
+        # At most `fields` matches: their times, read in one statement over the whole
+        # span (PostgreSQL then merges the actor and field indexes on (created_at, id);
+        # per day it probes the field index once per entry instead, 5x slower).
+        span = replace(filters, since=days[0], until=days[-1])
+        streams = (
+            _field_driven(span, team_ids)
+            if _fields_drive(ranges, filters, fields)
+            else [(rows, at, sign) for rows, at, _, sign in _chart_streams(span, team_ids)]
+        )
+        stored = [(_as_read(start), _as_read(end)) for start, end in ranges]
+        for rows, created, sign in streams:
+            moments = [moment for (moment,) in _raw(rows.values_list(created))]
+            _tally(counts, days, stored, moments, sign)
+    elif fields is not None and _fields_drive(ranges, filters, fields):
+        per_day = _per_day(
+            lambda day: _field_driven(replace(filters, since=day, until=day), team_ids), ranges
+        )
+        counts = dict(zip(days, per_day, strict=True))
+    elif (complement := _actor_complement(days, ranges, filters, team_ids)) is not None:
+        return complement
     elif filters.revert == REVERTED:
-        for ids in _chunks(_reverted_ids(), IDS_PER_QUERY):
-            for rows, created, row_id in _streams(filters, team_ids, ordered=False):
-                held = rows.filter(**{f"{row_id}__in": ids}).values_list(created, flat=True)
-                _tally(counts, days, ranges, held, +1)
+        for rows, created, row_id, sign in _chart_streams(replace(filters, revert=""), team_ids):
+            held = rows.filter(
+                **{f"{row_id}__in": _reverted()},
+                **{f"{created}__gte": ranges[0][0], f"{created}__lt": ranges[-1][1]},
+            )
+            stored = [(_as_read(start), _as_read(end)) for start, end in ranges]
+            moments = [moment for (moment,) in _raw(held.values_list(created))]
+            _tally(counts, days, stored, moments, sign)
     else:
 
         def streams(day: date) -> list[tuple[QuerySet, str, int]]:
             dated = replace(filters, since=day, until=day)
-            return [(rows, at, +1) for rows, at, _ in _streams(dated, team_ids, ordered=False)]
+            return [(rows, at, sign) for rows, at, _, sign in _chart_streams(dated, team_ids)]
 
         counts = dict(zip(days, _per_day(streams, ranges), strict=True))
     others = [code for code in distinct_values("action") if code not in CHANGES]
     if others:
-        for rows, created, row_id in _streams(filters, team_ids, ordered=False):
+        for rows, created, row_id, sign in _chart_streams(filters, team_ids):
             # Driven from the action index (few rows, and their created_at and id in
             # it), each a probe of the stream's own index on its (created_at, id), which
             # a row's copy of them makes exact; a stream holds at most one row of an entry.
@@ -668,21 +846,106 @@ def _count_days(days: list[date], filters: AuditFilter, team_ids) -> dict[date, 
                 created_at__gte=ranges[0][0],
                 created_at__lt=ranges[-1][1],
             ).values_list("created_at", flat=True)
-            _tally(counts, days, ranges, held, -1)
+            _tally(counts, days, ranges, held, -sign)
     return counts
 
 
-IDS_PER_QUERY = 5000  # SQLite takes at most 32,766 parameters
+def _chart_streams(filters: AuditFilter, team_ids) -> list[tuple[QuerySet, str, str, int]]:
+    """The streams whose rows, added up with their signs (+1 or -1), are the matching
+    entries: each counted over one index. On PostgreSQL a ticket is its id's entries
+    plus its identifier's, less those that have both (its plan for the OR read every row
+    from the table; SQLite's reads the two indexes), and a reason is two disjoint
+    streams (_reason_parts)."""
+    if filters.ticket and not filters.batch and connection.vendor == "postgresql":
+        if filters.actor and not filters.names():
+            return []
+        rest = _entry_rows(replace(filters, ticket=""), team_ids, counting=True)
+        by_id = rest.filter(ticket_id=filters.ticket)
+        by_identifier = rest.filter(ticket_identifier=filters.ticket.upper())
+        both = by_id.filter(ticket_identifier=filters.ticket.upper())
+        return [
+            (by_id, "created_at", "id", +1),
+            (by_identifier, "created_at", "id", +1),
+            (both, "created_at", "id", -1),
+        ]
+    streams = _streams(filters, team_ids, ordered=False, counting=True)
+    if len(streams) == 1 and _reason_drives(filters):
+        rows, created, row_id = streams[0]
+        return [(rows.filter(part), created, row_id, +1) for part in _reason_parts()]
+    return [(*stream, +1) for stream in streams]
+
+
+# Matches read one by one (their times) rather than counted per day, at most.
+FETCH_MAX = 50_000
+
+
+def _actor_field_rows(ranges, filters: AuditFilter, team_ids) -> int | None:
+    """For an actor filter with a field (and only filters the counts table answers): how
+    many rows of that field the span holds, from the counts table (a bound on the
+    matches). None for other filters."""
+    names = filters.names() if filters.actor else ()
+    rest = replace(filters, actor="", actor_names=None)
+    if not (filters.field and names and _counted(rest)):
+        return None
+    return _summed(_count_rows(rest, team_ids), [(ranges[0][0], ranges[-1][1])])[0]
+
+
+def _fields_drive(ranges, filters: AuditFilter, fields: int) -> bool:
+    """Whether an actor filter with a field is cheaper to count from the field's `fields`
+    rows, each probing its entry, than from the people's entries, each probing the field
+    index: the people's entries are counted only up to FIELD_PROBE_COST times `fields`
+    (bounded work, from the actor index alone; every team's, as a guess for a scoped
+    user)."""
+    names = filters.names()
+    theirs = AuditEntry.objects.filter(
+        actor_username__in=names, created_at__gte=ranges[0][0], created_at__lt=ranges[-1][1]
+    )
+    return theirs.order_by()[: FIELD_PROBE_COST * fields + 1].count() > FIELD_PROBE_COST * fields
+
+
+# A field row probing its entry reads the table; an entry probing the field index reads
+# the index alone (and PostgreSQL may merge the two indexes): about four times cheaper.
+FIELD_PROBE_COST = 4
+
+
+def _field_driven(filters: AuditFilter, team_ids) -> list[tuple[QuerySet, str, int]]:
+    """The field's rows of the filters' dates whose entries match the rest, each bounded
+    by the same dates on the entry too (so PostgreSQL may join a date range of the
+    entries rather than all of them). Only changes have field rows."""
+    ((rows, created, _),) = _field_rows(filters, team_ids)
+    return [(rows.filter(_dates(filters, "entry__created_at")), created, +1)]
+
+
+def _actor_complement(days, ranges, filters: AuditFilter, team_ids) -> dict[date, int] | None:
+    """The counts of an actor filter (with filters the counts table answers) that
+    matches more people than it leaves out: the counts table's total less the entries
+    of everyone else (and of no one), each read through the actor index. None when
+    counting the people themselves is cheaper, or when someone new appeared meanwhile.
+
+    Exact: every username the log held when `head` was read is either matched or
+    counted as another; a row written since by someone else would be in the total
+    alone, so the rows past `head` are checked after counting (a primary-key range)."""
+    rest = replace(filters, actor="", actor_names=None)
+    names = set(filters.names()) if filters.actor else set()
+    if not names or not _counted(rest):
+        return None
+    head = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    others = [*sorted(logged_actors() - names), ""]
+    if len(others) >= len(names):
+        return None
+    total = _summed(_count_rows(rest, team_ids), ranges)
+    them = _count_days(days, replace(filters, actor_names=tuple(others)), team_ids)
+    later = AuditEntry.objects.filter(id__gt=head).exclude(actor_username__in=[*names, *others])
+    if later.exists():
+        return None
+    return {day: n - them[day] for day, n in zip(days, total, strict=True)}
+
+
 UNION_MAX = 400  # SELECTs per UNION ALL (SQLite takes at most 500)
 PARAMS_MAX = 30_000  # parameters per statement
 # The streams of a chart are compiled once, dated the first of these days, and each
 # day's own bounds then take the place of that day's (told apart by the second).
 PROBE_DAYS = (date(1900, 1, 2), date(1900, 1, 3))
-
-
-def _only(filters: AuditFilter, *names: str) -> bool:
-    """Whether `names` (and dates) are the only filters set."""
-    return not set(filters.as_params()) - {"since", "until", *names}
 
 
 def _per_day(streams, ranges: list[tuple[datetime, datetime]]) -> list[int]:
@@ -695,7 +958,13 @@ def _per_day(streams, ranges: list[tuple[datetime, datetime]]) -> list[int]:
     take the place of the first day's in its parameters: the ORM takes ~0.3 ms to build
     each, and a 366-day chart would spend 0.1 s on that alone. Each range is its
     stream's only date bound: SQLite takes one range per index scan, and given a wider
-    one as well it may pick that one for every day."""
+    one as well it may pick that one for every day.
+
+    PostgreSQL plans each SELECT of a UNION ALL apart (15 ms for a ticket's 30 days,
+    which then ran in 3), so there each stream, undated (`streams(None)`), is counted
+    by a subquery per range of a VALUES list: planned once, run once per range."""
+    if connection.vendor == "postgresql":
+        return _per_range(streams(None), ranges)
     adapt = connection.ops.adapt_datetimefield_value
     first = PROBE_DAYS[0]
     probe = [adapt(_midnight(first)), adapt(_midnight(first + timedelta(days=1)))]
@@ -727,6 +996,37 @@ def _per_day(streams, ranges: list[tuple[datetime, datetime]]) -> list[int]:
     return counts
 
 
+def _per_range(streams, ranges: list[tuple[datetime, datetime]]) -> list[int]:
+    """_per_day on PostgreSQL: `streams` are undated; each range bounds each of them in a
+    correlated subquery (an index range per range and stream)."""
+    counts = [0] * len(ranges)
+    columns, params, signs = [], [], []
+    quote = connection.ops.quote_name
+    for rows, created, sign in streams:
+        try:
+            sql, values = rows.order_by().values(created).query.sql_with_params()
+        except EmptyResultSet:  # e.g. a scope of no teams: nothing to count
+            continue
+        column = quote(created)
+        columns.append(
+            f"(SELECT COUNT(*) FROM ({sql}) s WHERE s.{column} >= days.lo AND s.{column} < days.hi)"
+        )
+        params += values
+        signs.append(sign)
+    if not columns:
+        return counts
+    days = ", ".join(["(%s, %s, %s)"] * len(ranges))
+    bounds = [value for n, (start, end) in enumerate(ranges) for value in (n, start, end)]
+    query = (
+        f"WITH days (i, lo, hi) AS (VALUES {days}) SELECT days.i, {', '.join(columns)} FROM days"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [*bounds, *params])
+        for n, *found in cursor.fetchall():
+            counts[n] = sum(sign * count for sign, count in zip(signs, found, strict=True))
+    return counts
+
+
 def _compiled(streams, day: date) -> list[tuple[str, tuple, int]]:
     """Each stream of `streams(day)`, counted over `day`: its SQL, parameters and sign."""
     start, end = _midnight(day), _midnight(day + timedelta(days=1))
@@ -741,21 +1041,12 @@ def _compiled(streams, day: date) -> list[tuple[str, tuple, int]]:
     return out
 
 
-def _pending_per_day(ranges: list[tuple[datetime, datetime]]) -> list[int]:
-    """Entries whose current outcome is pending, per range, read from indexes alone: those
-    written pending, less those with an outcome row. Every outcome row settles an entry
-    written pending, and only an unknown is settled again, so the entries with outcome
-    rows are the outcome rows less the unknowns that have a later row."""
-    later = AuditOutcome.objects.filter(entry=OuterRef("entry"), id__gt=OuterRef("id"))
-    outcomes = AuditOutcome.objects.all()
-    return _per_day(
-        lambda _: [
-            (AuditEntry.objects.filter(outcome=Outcome.PENDING), "created_at", +1),
-            (outcomes.filter(outcome__in=SETTLED_OUTCOMES), "entry_created_at", -1),
-            (outcomes.filter(Exists(later), outcome=Outcome.UNKNOWN), "entry_created_at", +1),
-        ],
-        ranges,
-    )
+def _as_read(moment: datetime) -> datetime:
+    """`moment` as the driver reads a datetime column (_raw): naive in the connection's
+    time zone where the database keeps no zone (SQLite)."""
+    if connection.features.supports_timezones:
+        return moment
+    return moment.astimezone(connection.timezone).replace(tzinfo=None)
 
 
 def _tally(counts: dict, days: list[date], ranges: list, moments, step: int) -> None:
@@ -767,15 +1058,11 @@ def _tally(counts: dict, days: list[date], ranges: list, moments, step: int) -> 
             counts[days[n]] += step
 
 
-def _reverted_ids() -> list[int]:
-    """The ids of the entries that some entry reverts, from the index of revert_of."""
-    reverts = AuditEntry.objects.filter(revert_of__isnull=False).order_by("revert_of")
-    return list(reverts.values_list("revert_of", flat=True).distinct())
-
-
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _reverted() -> QuerySet:
+    """The ids of the entries that some entry reverts, from the index of revert_of: a
+    subquery, so that the database looks each one up (a list of thousands of ids costs
+    the ORM more than the lookups)."""
+    return AuditEntry.objects.filter(revert_of__isnull=False).values("revert_of")
 
 
 @dataclass(frozen=True)

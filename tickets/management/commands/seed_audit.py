@@ -12,6 +12,9 @@ so it is stored as it is hashed (what append_many's _sanitise would make of it).
 
 created_at is spread over the last `--days` days in increasing order and ends a few
 seconds before now. The same seed gives the same entries (ids and times aside).
+
+The chart's counts (AuditCount) follow by themselves: the triggers of migration 0016 see
+the COPY (once per statement on PostgreSQL) and the executemany (per row on SQLite).
 """
 
 import gc
