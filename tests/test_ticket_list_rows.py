@@ -15,14 +15,25 @@ from tickets.views_list import _row, _ticket_urls
 # The row as ticket_list.html had it, `{% if bulk and listing.filter.team %}` as `select`.
 TEMPLATE = engines["django"].from_string(
     "{% load moments %}<tr>"
-    '{% if select %}<td class="select">{% if ticket.url %}<input type="checkbox" name="ticket" value="{{ ticket.id }}" form="bulk-select" aria-label="Select {{ ticket.ticketIdentifier|default:ticket.id }}">{% endif %}</td>{% endif %}'
-    '<td class="nowrap" data-label="Ticket">{% if ticket.url %}<a class="row-link" href="{{ ticket.url }}">{{ ticket.ticketIdentifier|default:"—" }}</a>{% else %}{{ ticket.ticketIdentifier|default:"—" }}{% endif %}</td>'
-    '<td class="title" data-label="Title">{{ ticket.title|default_if_none:""|truncatechars:120 }}</td>'
+    '{% if select %}<td class="select">{% if ticket.url %}'
+    '<input type="checkbox" name="ticket" value="{{ ticket.id }}" form="bulk-select" '
+    'aria-label="Select {{ ticket.ticketIdentifier|default:ticket.id }}">'
+    "{% endif %}</td>{% endif %}"
+    '<td class="nowrap" data-label="Ticket">{% if ticket.url %}'
+    '<a class="row-link" href="{{ ticket.url }}">{{ ticket.ticketIdentifier|default:"—" }}</a>'
+    '{% else %}{{ ticket.ticketIdentifier|default:"—" }}{% endif %}</td>'
+    '<td class="title" data-label="Title">'
+    '{{ ticket.title|default_if_none:""|truncatechars:120 }}</td>'
     '<td data-label="Status"><span class="badge">{{ ticket.status|default:"—" }}</span></td>'
-    '<td data-label="Priority"><span class="badge priority-{{ ticket.priority|default:\'\'|slugify }}">{{ ticket.priority|default:"—" }}</span></td>'
+    '<td data-label="Priority">'
+    "<span class=\"badge priority-{{ ticket.priority|default:''|slugify }}\">"
+    '{{ ticket.priority|default:"—" }}</span></td>'
     '<td data-label="Assignee">{{ ticket.assignedAgent|default:"Unassigned" }}</td>'
     '<td data-label="Team">{{ ticket.teamName|default:"—" }}</td>'
-    '<td class="nowrap" data-label="Updated">{% if ticket.updated %}<time datetime="{{ ticket.updated|date:\'c\' }}" title="{{ ticket.updated|date:\'Y-m-d H:i e\' }}">{{ ticket.updated|ago }}</time>{% else %}—{% endif %}</td>'
+    '<td class="nowrap" data-label="Updated">{% if ticket.updated %}'
+    "<time datetime=\"{{ ticket.updated|date:'c' }}\" "
+    "title=\"{{ ticket.updated|date:'Y-m-d H:i e' }}\">"
+    "{{ ticket.updated|ago }}</time>{% else %}—{% endif %}</td>"
     "</tr>"
 )
 

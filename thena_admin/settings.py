@@ -537,7 +537,7 @@ if OIDC_ISSUER:
     # after a form, which form-action governs.
     SECURE_CSP["form-action"].append(origin(OIDC_ISSUER))
 if not LOCAL_LOGIN:
-    AUTHENTICATION_BACKENDS[
-        AUTHENTICATION_BACKENDS.index("tickets.backends.ModelBackend")
-    ] = "tickets.sso.backends.BreakGlassBackend"
+    AUTHENTICATION_BACKENDS[AUTHENTICATION_BACKENDS.index("tickets.backends.ModelBackend")] = (
+        "tickets.sso.backends.BreakGlassBackend"
+    )
 # --- end of single sign-on --------------------------------------------------------------
