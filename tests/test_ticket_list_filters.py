@@ -359,3 +359,29 @@ def test_no_list_url_is_a_server_error(viewer_client, params):
     assert response.status_code in (200, 302)
     if response.status_code == 200:
         assert "Could not parse the filter" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda sandbox: sandbox.fail_next(4, status=503),
+        lambda sandbox: sandbox.drop_next(4),
+        lambda sandbox: sandbox.answer_next(b"<html>Bad gateway</html>"),
+    ],
+)
+def test_a_search_thena_fails_keeps_the_filters_and_says_why(viewer_client, sandbox, fault):
+    """When the search fails, the page says so, with the filters as they were (the teams
+    and their choices came from the cache), and no ticket."""
+    team = _team(sandbox)
+    params = {"team": team["id"], "q": "login", "status": "Open"}  # as the URL holds them
+    viewer_client.get("/tickets/", params)  # the teams and their choices are cached now
+    fault(sandbox)
+    response = viewer_client.get("/tickets/", params)
+    assert response.status_code == 200
+    listing = response.context["listing"]
+    assert listing.error and listing.tickets == []
+    assertContains(response, 'role="alert"')
+    assertContains(response, f'<option value="{team["id"]}" selected>')
+    assertContains(response, "<option selected>Open</option>")
+    assertContains(response, 'value="login"')
+    assertNotContains(response, 'class="row-link"')

@@ -304,7 +304,8 @@ def teams_shown(user, flt: TicketFilter) -> tuple[list[dict], TicketFilter]:
 
 def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
     """One page of the tickets `flt` matches, from one search call (the teams and their
-    choices come from the cache)."""
+    choices come from the cache). When the search fails, the page says why and keeps
+    what the filters offer."""
     page = max(page, 1)
     try:
         teams, flt = teams_shown(user, flt)
@@ -312,15 +313,16 @@ def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
             return TicketPage([], [], flt, page, error=NO_TEAMS)
         team_ids = [flt.team] if flt.team else [team["id"] for team in teams]
         choice_sets = team_choices_load_many(team_ids)
-        names = Names.of(choice_sets)
-        options = _options(names, choice_sets)
-        known = {sub_id for sub_id, _ in options.sub_teams}
-        if flt.subteam not in known and not any("sub-teams" in c.missing for c in choice_sets):
-            flt = replace(flt, subteam="")  # another team's (the team just changed)
-        try:
-            params = search_params(flt, names, email=getattr(user, "email", "") or "")
-        except NoSuchValue as error:
-            return TicketPage([], teams, flt, page, options=options, error=str(error))
+    except ThenaError as error:
+        return TicketPage([], [], flt, page, error=error.user_message)
+    names = Names.of(choice_sets)
+    options = _options(names, choice_sets)
+    known = {sub_id for sub_id, _ in options.sub_teams}
+    if flt.subteam not in known and not any("sub-teams" in c.missing for c in choice_sets):
+        flt = replace(flt, subteam="")  # another team's (the team just changed)
+    shown = TicketPage([], teams, flt, page, options=options)
+    try:
+        params = search_params(flt, names, email=getattr(user, "email", "") or "")
         result = get_client().search_tickets(
             params["q"],
             query_by=QUERY_BY,
@@ -330,11 +332,13 @@ def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
             page=page,
             per_page=PAGE_SIZE,
         )
+    except NoSuchValue as error:
+        return replace(shown, error=str(error))
     except ThenaError as error:
-        return TicketPage([], [], flt, page, error=error.user_message)
+        return replace(shown, error=error.user_message)
     rows = [_row(t) for t in result.items if isinstance(t, dict)]
     last_page = max(1, math.ceil(result.found / PAGE_SIZE))
-    return TicketPage(rows, teams, flt, page, result.found, options, last_page=last_page)
+    return replace(shown, tickets=rows, found=result.found, last_page=last_page)
 
 
 # -- saved views ------------------------------------------------------------------------
