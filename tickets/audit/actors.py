@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Q
 
 from ..models import AuditEntry
+from .cached import cache_set
 
 ACTOR_MATCH_MAX = 20  # more matching names than this: the user is asked to type more
 SUGGESTIONS_MAX = 50
@@ -79,7 +80,7 @@ def logged_actors() -> frozenset[str]:
         names = cached[1] | frozenset(new.values_list("actor_username", flat=True).distinct())
     else:  # cold, far behind, or another database (tests)
         names = frozenset(distinct_values("actor_username"))
-    cache.set(LOGGED_ACTORS_KEY, (head, names), LOGGED_ACTORS_SECONDS)
+    cache_set(LOGGED_ACTORS_KEY, (head, names), LOGGED_ACTORS_SECONDS)
     return names
 
 
@@ -121,5 +122,5 @@ def actor_suggestions(*, team_ids: frozenset[str] | None) -> list[str]:
             if name and (team_ids is None or team in team_ids)
         }
         names = sorted(names, key=str.casefold)[:SUGGESTIONS_MAX]
-        cache.set(key, names, SUGGESTIONS_SECONDS)
+        cache_set(key, names, SUGGESTIONS_SECONDS)
     return names

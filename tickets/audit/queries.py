@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..thena import schema
 from .actors import TooManyActors, actor_names, distinct_values, logged_actors
+from .cached import cache_set
 from .words import CustomFieldChange, custom_field_changes, revert_numbers
 
 PAGE_SIZE = 50
@@ -679,20 +680,8 @@ def audit_daily_counts(
     fresh = _count_days([day for day in shown if day not in counts], undated, team_ids)
     past = {day: n for day, n in fresh.items() if day < today}
     if past:
-        _cache_set(key, {**cached, "days": cached["days"] | past}, CHART_CACHE_SECONDS)
+        cache_set(key, {**cached, "days": cached["days"] | past}, CHART_CACHE_SECONDS)
     return [DayCount(day, (counts | fresh)[day]) for day in shown]
-
-
-def _cache_set(key: str, value, timeout: int) -> None:
-    """cache.set; in the database cache on PostgreSQL, without waiting for the commit's
-    flush to disk (4-5 ms): losing a cached count in a crash costs only a recount."""
-    if connection.vendor != "postgresql" or "DatabaseCache" not in type(cache).__name__:
-        cache.set(key, value, timeout)
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        cache.set(key, value, timeout)
 
 
 # The filters the counts table answers alone (with the scope); the others count index
