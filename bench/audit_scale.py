@@ -21,19 +21,14 @@ page under 50 ms, warm and cold.
 """
 
 import argparse
-import os
-import secrets
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+from audit_db import audit_environment, audit_log_ready
+
 RATIO_TARGET = 0.1
 MS_TARGET = 50.0
 ACTOR = "chen.wei"  # one of seed_audit's actors
@@ -53,50 +48,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-    temp = None
-    if not postgres:
-        if args.db is None:
-            temp = Path(tempfile.mkdtemp(prefix="thena-audit-bench-"))
-        path = (args.db or temp / "audit.sqlite3").resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(40))
-    os.environ.setdefault("AUDIT_HMAC_KEY", secrets.token_urlsafe(48))
-    os.environ["DJANGO_DEBUG"] = "false"
-    os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")  # no log line per request
-    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "thena_admin.settings"
-    sys.path.insert(0, str(ROOT))
-    warnings.filterwarnings("ignore", message="No directory at")
-    try:
+    with audit_environment(args.db):
         run(args)
-    finally:
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def run(args) -> None:
     import django
 
     django.setup()
-    from django.core.management import call_command
-    from django.db import connection
     from django.test.utils import override_settings
 
-    call_command("migrate", verbosity=0)
-    fill(args.count)
-    if connection.vendor == "postgresql":
-        started = time.perf_counter()
-        with connection.cursor() as cursor:
-            for table in (
-                "tickets_auditentry",
-                "tickets_auditoutcome",
-                "tickets_auditfield",
-                "tickets_auditcount",
-            ):
-                cursor.execute(f"VACUUM ANALYZE {table}")
-        print(f"VACUUM ANALYZE in {time.perf_counter() - started:.0f} s.")
+    audit_log_ready(args.count)
 
     with override_settings(
         ROOT_URLCONF=__name__,
@@ -106,32 +68,6 @@ def run(args) -> None:
         },
     ):
         measure(args)
-
-
-def fill(count: int) -> None:
-    from django.core.management import call_command
-    from django.db.models import Max
-
-    from tickets.audit.chain import _chain_head
-    from tickets.models import AuditEntry, AuditField
-
-    have = AuditEntry.objects.count()  # once, for the benchmark's own bookkeeping
-    if have < count:
-        print(f"Seeding {count - have} audit entries (have {have})…")
-        head = _chain_head()[0]
-        fields = AuditField.objects.aggregate(last=Max("id"))["last"] or 0
-        started = time.perf_counter()
-        call_command("seed_audit", count=count - have, force=True)
-        seconds = time.perf_counter() - started
-        rows = _chain_head()[0] - head  # entries and their outcomes: the chain's rows
-        # AuditField ids come from the table's sequence: the new rows, with one writer.
-        fields = (AuditField.objects.aggregate(last=Max("id"))["last"] or 0) - fields
-        print(
-            f"Seeded in {seconds:.0f} s: {(count - have) / seconds:,.0f} entries/s, "
-            f"{rows / seconds:,.0f} chain rows/s ({rows} rows), "
-            f"{(rows + fields) / seconds:,.0f} rows/s with the {fields} AuditField rows "
-            "(the counts the triggers keep not included)."
-        )
 
 
 def build_urls():

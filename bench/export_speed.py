@@ -30,16 +30,14 @@ import io
 import json
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from audit_db import audit_environment, audit_log_ready
+
 TARGET = 0.5
 FETCH = 2000
 
@@ -75,47 +73,23 @@ def main() -> None:
     parser.add_argument("--query", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    postgres = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-    temp = None
-    if not postgres and not args.probe:  # a probe is given the parent's DATABASE_URL
-        if args.db is None:
-            temp = Path(tempfile.mkdtemp(prefix="thena-export-bench-"))
-        path = (args.db or temp / "audit.sqlite3").resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(40))
-    os.environ.setdefault("AUDIT_HMAC_KEY", secrets.token_urlsafe(48))
-    os.environ["DJANGO_DEBUG"] = "false"
-    os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")  # a line per request otherwise
-    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
-    # Streamed, whatever the count: a background job writes the same pieces to a file.
-    os.environ["EXPORT_BACKGROUND_ROWS"] = str(10**9)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "thena_admin.settings"
-    sys.path.insert(0, str(ROOT))
-    warnings.filterwarnings("ignore", message="No directory at")
-    try:
+    # A probe is given the parent's DATABASE_URL. The export is streamed, whatever the
+    # count: a background job writes the same pieces to a file.
+    with audit_environment(args.db, sqlite=not args.probe, EXPORT_BACKGROUND_ROWS=str(10**9)):
         if args.probe:
             probe(args.probe, args.query)
         else:
             run(args)
-    finally:
-        if temp:
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def run(args) -> None:
     import django
 
     django.setup()
-    from django.core.management import call_command
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
-    fill(args.count)
+    audit_log_ready(args.count, batch=10_000)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for table in ("tickets_auditentry", "tickets_auditoutcome", "tickets_auditfield"):
-                cursor.execute(f"VACUUM ANALYZE {table}")
         version = f"{connection.pg_version // 10000}.{connection.pg_version % 10000}"
     else:
         import sqlite3
@@ -156,19 +130,6 @@ def run(args) -> None:
 
     if not args.no_memory:
         memory()
-
-
-def fill(count: int) -> None:
-    from django.core.management import call_command
-
-    from tickets.models import Action, AuditEntry
-
-    have = AuditEntry.objects.exclude(action=Action.AUDIT_EXPORT).count()
-    if have < count:
-        print(f"Seeding {count - have} audit entries (have {have})…")
-        started = time.perf_counter()
-        call_command("seed_audit", count=count - have, batch=10_000, force=True)
-        print(f"Seeded in {time.perf_counter() - started:.0f} s.")
 
 
 def auditor_client():
