@@ -1,8 +1,14 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import backends
 from django.contrib.auth.models import AnonymousUser, Group, Permission, User
+from django.contrib.sessions.backends import db as db_store
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from tickets.backends import ModelBackend
+from tickets.sessions import SessionStore
 
 
 def _fresh(user):
@@ -69,3 +75,53 @@ def test_no_user_once_inactive(user):
     user.is_active = False
     user.save()
     assert ModelBackend().get_user(user.pk) is None
+
+
+# --- sessions (tickets.sessions) --------------------------------------------------------
+
+
+def _stored_session(**data) -> str:
+    store = SessionStore()
+    store.update(data)
+    store.create()
+    return store.session_key
+
+
+def test_a_session_loads_as_djangos_store_loads_it(db, django_assert_num_queries):
+    key = _stored_session(_auth_user_id="7", note="ü ✓")
+    mine = SessionStore(key)
+    with django_assert_num_queries(1):
+        loaded = mine.load()
+    assert loaded == db_store.SessionStore(key).load() == {"_auth_user_id": "7", "note": "ü ✓"}
+    assert mine.session_key == key
+
+
+@pytest.mark.parametrize("kind", ["expired", "unknown", "tampered", "invalid"])
+def test_no_data_from_a_session_djangos_store_would_not_load(
+    db, kind, django_assert_max_num_queries
+):
+    key = _stored_session(_auth_user_id="7")
+    if kind == "expired":
+        Session.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    elif kind == "unknown":
+        key = key[::-1]
+    elif kind == "tampered":
+        Session.objects.filter(pk=key).update(
+            session_data="x" + Session.objects.get(pk=key).session_data
+        )
+    else:
+        key = "short"  # under 8 characters: not a key at all
+    mine, djangos = SessionStore(key), db_store.SessionStore(key)
+    with django_assert_max_num_queries(1):
+        loaded = mine.load()
+    assert loaded == djangos.load() == {}
+    assert (mine.session_key is None) == (djangos.session_key is None)
+
+
+def test_requests_use_the_plain_statement_store(client, db):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("sam", password="pw-long-enough-1")
+    client.force_login(user)
+    assert isinstance(client.session, SessionStore)
+    assert client.get("/tickets/views/").wsgi_request.user == user

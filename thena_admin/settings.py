@@ -250,6 +250,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # Sessions end after 8 hours without a request (tickets.middleware.SessionIdleMiddleware).
 SESSION_COOKIE_AGE = 8 * 60 * 60
+SESSION_ENGINE = "tickets.sessions"  # Django's database sessions, read with plain SQL
 # No inline scripts or styles anywhere: htmx is configured not to inject its own styles
 # (base.html's htmx-config) and every script is a static file.
 SECURE_CSP = {
