@@ -3,10 +3,13 @@
     .venv/bin/python bench/edit_overhead.py [--edits 30] [--latency-ms 20]
 
 Starts `thena_sandbox --latency-ms N` and gunicorn on free 127.0.0.1 ports with a
-throwaway SQLite database, logs in as the demo `manager`, then alternates two timings:
-A, an edit submitted through the dashboard (the POST until its 302) and B, the two
-upstream calls an edit needs (GET + PATCH) made directly with httpx. Prints the medians,
-the ratio A/B (target <= 1.10) and how many upstream requests a warm page and an edit cost.
+throwaway SQLite database, logs in as the demo `manager`, then takes turns with three
+timings: A, an edit submitted through the dashboard (the POST until its 302); B, the two
+upstream calls an edit needs (GET + PATCH) made directly with httpx; and F, the floor: a
+POST to the same gunicorn and middleware, logged in, that makes only those two calls
+through the app's client and redirects (bench/floor_urls.py), so no form, lock or audit
+log. Prints the medians, the ratios A/B (target <= 1.10) and F/B, and how many upstream
+requests a warm page and an edit cost.
 
 Also the CPU the gunicorn workers spent on each POST (every thread of every worker, from
 /proc/<pid>/task/*/schedstat, Linux): what the dashboard adds, on a busy machine too,
@@ -134,14 +137,18 @@ def ms(seconds: list[float], q: str) -> float:
     return statistics.quantiles(seconds, n=10, method="inclusive")[8] * 1000
 
 
-def dashboard_start(tmp: Path, procs: list, latency_ms: float) -> tuple[str, str, Path]:
+def dashboard_start(
+    tmp: Path, procs: list, latency_ms: float, *, floor: bool = False
+) -> tuple[str, str, Path]:
     """The sandbox over HTTP at `latency_ms` and the dashboard under gunicorn (2 workers x
     4 threads, production settings) on it, from a fresh SQLite database with the demo
-    users: (the dashboard's URL, the sandbox's, the sandbox's log)."""
+    users: (the dashboard's URL, the sandbox's, the sandbox's log). With `floor`, it also
+    serves bench/floor_urls.py's views."""
     sandbox_port, web_port = free_port(), free_port()
     (tmp / "bench_settings.py").write_text(
         # DEBUG off uses the manifest storage: collect static files into tmp, not the repo.
         f"from thena_admin.settings import *  # noqa\nSTATIC_ROOT = {str(tmp / 'static')!r}\n"
+        + ("ROOT_URLCONF = 'floor_urls'\n" if floor else "")
     )
     inherited = {
         k: v
@@ -158,7 +165,7 @@ def dashboard_start(tmp: Path, procs: list, latency_ms: float) -> tuple[str, str
         "THENA_API_KEY": API_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DJANGO_SETTINGS_MODULE": "bench_settings",
-        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT), str(ROOT / "bench")]),
         "PYTHONUNBUFFERED": "1",  # the sandbox logs one line per request to stdout
     }
     py = sys.executable
@@ -193,7 +200,7 @@ def login(browser: httpx.Client, web: str) -> None:
 
 
 def bench(args, tmp: Path, procs: list) -> None:
-    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms)
+    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms, floor=True)
     with (
         httpx.Client(base_url=web, timeout=30) as browser,
         httpx.Client(base_url=sandbox_url, headers={"x-api-key": API_KEY}, timeout=30) as api,
@@ -234,17 +241,22 @@ def bench(args, tmp: Path, procs: list) -> None:
             single.append(between - started)
             return elapsed
 
-        a, b, single, server_cpu = [], [], [], []
+        def floor_edit(ticket_id: str, title: str) -> float:
+            url = f"/bench-floor/edit/{ticket_id}/"
+            started = time.perf_counter()
+            response = browser.post(url, data={"title": title}, follow_redirects=False)
+            elapsed = time.perf_counter() - started
+            check(response.status_code == 302, f"POST {url}", response)
+            return elapsed
+
+        a, b, f, single, server_cpu = [], [], [], [], []
         for i in range(WARMUP + args.edits):
             ticket_id = ids[i % len(ids)]
-            title_a, title_b = f"bench {run_id} {i} dashboard", f"bench {run_id} {i} direct"
-            if i % 2:
-                tb, ta = direct_edit(ticket_id, title_b), dashboard_edit(ticket_id, title_a)
-            else:
-                ta, tb = dashboard_edit(ticket_id, title_a), direct_edit(ticket_id, title_b)
-            a.append(ta)
-            b.append(tb)
-        a, b, single = a[WARMUP:], b[WARMUP:], single[WARMUP:]
+            turns = [(a, dashboard_edit, "dashboard"), (b, direct_edit, "direct")]
+            turns.append((f, floor_edit, "floor"))
+            for times, edit, who in turns[i % 3 :] + turns[: i % 3]:  # each goes first in turn
+                times.append(edit(ticket_id, f"bench {run_id} {i} {who}"))
+        a, b, f, single = a[WARMUP:], b[WARMUP:], f[WARMUP:], single[WARMUP:]
         server_cpu = server_cpu[WARMUP:]
 
         probe = f"/tickets/{ids[0]}/"
@@ -256,7 +268,7 @@ def bench(args, tmp: Path, procs: list) -> None:
         edit -= warm  # dashboard_edit GETs the page first
 
     rows = [("dashboard edit (POST -> 302)", a), ("direct GET + PATCH (httpx)", b)]
-    rows.append(("  of which one direct GET", single))
+    rows += [("  of which one direct GET", single), ("floor: the two calls, no edit", f)]
     print(f"\n{args.edits} edits each; sandbox --latency-ms {args.latency_ms:g}; gunicorn 2x4")
     print(f"{'':32}{'median ms':>10}{'p90 ms':>10}")
     for label, values in rows:
@@ -265,6 +277,8 @@ def bench(args, tmp: Path, procs: list) -> None:
     verdict = "within" if ratio <= TARGET else "ABOVE"
     print(f"{'ratio (median)':32}{ratio:>10.3f}   target <= {TARGET} ({verdict} target)")
     print(f"{'ratio (p90)':32}{ms(a, 'p90') / ms(b, 'p90'):>10.3f}")
+    floor = ms(f, "median") / ms(b, "median")
+    print(f"{'floor ratio (median)':32}{floor:>10.3f}   (F/B: what is left to the edit itself)")
     if len(server_cpu) >= 2:
         print(f"{'gunicorn CPU per edit POST':32}{ms(server_cpu, 'median'):>10.1f}", end="")
         print(f"{ms(server_cpu, 'p90'):>10.1f}   (median, p90 ms)")

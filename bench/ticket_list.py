@@ -8,10 +8,13 @@ throwaway SQLite database and logs in as the demo `manager`. For each of three l
 filter of issue 14: a team, High, unassigned, a word, by priority; that team's open
 tickets; the Unassigned view over every team, by priority) it GETs the page once to warm
 the caches, then reads from the sandbox's log the upstream requests a warm page makes
-(expected: one search) and alternates two timings: A, the page (GET /tickets/?... until
-its whole body) and B, that same search request, as logged, sent directly with httpx.
-The first list is also timed as the htmx partial a filter change fetches. Prints the
-medians, A - B, the ratio A/B (target <= 1.2) and the upstream requests of each warm page.
+(expected: one search) and takes turns with three timings: A, the page (GET
+/tickets/?... until its whole body); B, that same search request, as logged, sent
+directly with httpx; and F, the floor: a GET to the same gunicorn and middleware, logged
+in, that sends only that search through the app's client and answers "ok"
+(bench/floor_urls.py). The first list is also timed as the htmx partial a filter change
+fetches. Prints the medians, A - B, the ratios A/B (target <= 1.2) and F/B, and the
+upstream requests of each warm page.
 """
 
 import argparse
@@ -93,7 +96,7 @@ def pick_lists(api: httpx.Client) -> list[tuple[str, str]]:
 
 
 def bench(args, tmp: Path, procs: list) -> None:
-    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms)
+    web, sandbox_url, sandbox_log = dashboard_start(tmp, procs, args.latency_ms, floor=True)
     with (
         httpx.Client(base_url=web, timeout=30) as browser,
         httpx.Client(base_url=sandbox_url, headers={"x-api-key": API_KEY}, timeout=30) as api,
@@ -117,6 +120,14 @@ def bench(args, tmp: Path, procs: list) -> None:
             check(response.status_code == 200, f"direct {target[:80]}", response)
             return elapsed
 
+        def floor_get(target: str) -> float:
+            url = f"/bench-floor/search/?{target.split('?', 1)[1]}"
+            started = time.perf_counter()
+            response = browser.get(url)
+            elapsed = time.perf_counter() - started
+            check(response.status_code == 200 and response.text == "ok", url[:80], response)
+            return elapsed
+
         load_before = os.getloadavg()[0]
         results = []
         cases = [(label, query, None) for label, query in pick_lists(api)]
@@ -137,22 +148,25 @@ def bench(args, tmp: Path, procs: list) -> None:
             target = searches[0].split(" ", 1)[1]
             # The request B sends must be the page's, byte for byte, as the sandbox saw it.
             same = logged_requests(api, sandbox_log, lambda t=target: direct_get(t))
-            a, b = [], []
+            floor_same = logged_requests(api, sandbox_log, lambda t=target: floor_get(t))
+            a, b, f = [], [], []
+            turns = [
+                (a, lambda u=url, h=headers: page_get(u, h)),
+                (b, lambda t=target: direct_get(t)),
+                (f, lambda t=target: floor_get(t)),
+            ]
             for i in range(WARMUP + args.repeats):
-                if i % 2:
-                    tb, ta = direct_get(target), page_get(url, headers)
-                else:
-                    ta, tb = page_get(url, headers), direct_get(target)
-                a.append(ta)
-                b.append(tb)
+                for times, timed in turns[i % 3 :] + turns[: i % 3]:  # each goes first in turn
+                    times.append(timed())
             results.append(
                 {
                     "label": label,
                     "url": url,
                     "a": a[WARMUP:],
                     "b": b[WARMUP:],
+                    "f": f[WARMUP:],
                     "upstream": lines,
-                    "identical": same == [searches[0]],
+                    "identical": same == [searches[0]] == floor_same,
                     "found": found.group(1) if found else "?",
                     "rows": rows,
                     "bytes": (len(shown.content), len(api.get(target).content)),
@@ -182,12 +196,14 @@ def bench(args, tmp: Path, procs: list) -> None:
         print(f"   (the target allows {(TARGET - 1) * ms(b, 'median'):.1f})")
         print(f"{'  A / B':48}{ratio:>10.3f}{ms(a, 'p90') / ms(b, 'p90'):>10.3f}", end="")
         print(f"   target <= {TARGET} ({verdict} target)")
+        floor = ms(r["f"], "median") / ms(b, "median")
+        print(f"{'  F / B: the floor (the search alone, logged in)':48}{floor:>10.3f}")
         print(
             f"  a warm page costs {calls} upstream request(s) (expected 1)"
             + ("" if calls == 1 else f": {r['upstream']}")
         )
         print(
-            f"  B sends the page's request exactly: {'yes' if r['identical'] else 'NO'};"
+            f"  B and F send the page's request exactly: {'yes' if r['identical'] else 'NO'};"
             f" {r['bytes'][0]:,} bytes of page, {r['bytes'][1]:,} of search answer"
         )
 
