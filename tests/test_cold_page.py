@@ -269,3 +269,30 @@ def test_a_waiter_fetches_for_itself_when_the_filler_never_answers(monkeypatch):
     started = time.monotonic()
     teams = services.team_list()
     assert teams and 0.2 <= time.monotonic() - started < 2
+
+
+def test_the_list_reads_every_teams_lists_at_once_and_asks_again_for_an_incomplete_set(
+    sandbox,
+):
+    """services.team_choices_load_many, as the ticket list uses it: complete sets come
+    from the cache (one read) and cost Thena nothing; a set with a list missing is
+    fetched again, and once whole, kept."""
+
+    failing = FailPath(sandbox, "/v1/tickets/status")
+    _install(failing)
+    teams = sorted({t["teamId"] for t in sandbox.tickets()})
+    first, second = teams[:2]
+    assert services.team_choices_load(first).missing == ("statuses",)
+    failing.on = False
+    assert services.team_choices_load(second).missing == ()
+
+    sandbox.requests.clear()
+    got = services.team_choices_load_many([first, second])
+
+    assert [choices.missing for choices in got] == [(), ()]
+    assert got[1] == services.team_choices_load(second)
+    asked = {r.path for r in sandbox.requests}
+    assert "/v1/tickets/status" in asked and not any(second in path for path in asked)
+    sandbox.requests.clear()
+    assert services.team_choices_load_many([first, second]) == got
+    assert sandbox.requests == []

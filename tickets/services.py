@@ -78,12 +78,16 @@ FILL_WAIT = 5.0  # seconds a process waits for another's fetch of the same value
 FILL_POLL = 0.02  # seconds between looks at the cache while waiting
 
 
-def _filled(key: str, fetch, ttl, *, good=lambda value: True):
+_UNREAD = object()
+
+
+def _filled(key: str, fetch, ttl, *, good=lambda value: True, cached=_UNREAD):
     """The value cached under `key` when it is `good`, else `fetch()`ed and cached for
     `ttl(value)` seconds by one process at a time: the others (every worker of every
     instance shares the cache) wait for that answer instead of asking Thena the same
-    thing. After FILL_WAIT seconds a waiter fetches for itself (a filler may have died)."""
-    value = cache.get(key)
+    thing. After FILL_WAIT seconds a waiter fetches for itself (a filler may have died).
+    `cached`: the value under `key` when the caller has read it already."""
+    value = cache.get(key) if cached is _UNREAD else cached
     if value is not None and good(value):
         return value
     filling = f"{key}:filling"
@@ -494,23 +498,23 @@ def team_choices_load(team_id: str, *, retry_missing: bool = True) -> Choices:
     page costs exactly one upstream request (the ticket itself). Lists Thena did not
     send are named in `missing`; such a set is cached briefly, and fetched again unless
     `retry_missing` is off (a submit keeps the choices its page showed)."""
-    return _filled(
-        _choices_key(team_id),
-        lambda: _fetch_choices(team_id),
-        lambda choices: INCOMPLETE_TTL if choices.missing else LOOKUP_TTL,
-        good=lambda choices: not (choices.missing and retry_missing),
-    )
+    return _choices_filled(team_id, retry_missing)
 
 
 def team_choices_load_many(team_ids: list[str]) -> list[Choices]:
     """team_choices_load for each team, the cached ones read with one query."""
     cached = cache.get_many([_choices_key(team_id) for team_id in team_ids])
-    return [
-        choices
-        if (choices := cached.get(_choices_key(team_id))) is not None and not choices.missing
-        else team_choices_load(team_id)
-        for team_id in team_ids
-    ]
+    return [_choices_filled(t, True, cached.get(_choices_key(t))) for t in team_ids]
+
+
+def _choices_filled(team_id: str, retry_missing: bool, cached=_UNREAD) -> Choices:
+    return _filled(
+        _choices_key(team_id),
+        lambda: _fetch_choices(team_id),
+        lambda choices: INCOMPLETE_TTL if choices.missing else LOOKUP_TTL,
+        good=lambda choices: not (choices.missing and retry_missing),
+        cached=cached,
+    )
 
 
 def _choices_key(team_id: str) -> str:
