@@ -238,3 +238,20 @@ def test_a_job_whose_worker_died_is_settled_failed(auditor):
 
 def test_an_unknown_job_is_404(auditor_client):
     assert auditor_client.get(f"/audit/exports/{uuid.uuid4()}/").status_code == 404
+
+
+def test_an_outcome_recorded_by_someone_else_stands(auditor, caplog):
+    """A worker taken for dead (the sweep settled its export failed) that finishes after
+    all: its outcome is not recorded over the sweep's, for either kind of export."""
+    from tickets.audit import export
+
+    entry = audit.record_attempt(
+        action="audit.export", actor=auditor, ticket=None, changes={}, request_body={}, meta=META
+    )
+    audit.record_outcome(entry=entry, outcome="failed", message="The worker stopped.")
+    export.settle(entry, "succeeded", 0.0, "10 rows exported.")
+
+    settled = AuditEntry.objects.with_current_outcome().get(pk=entry.pk)
+    assert settled.current_outcome == "failed"
+    assert settled.outcomes.count() == 1
+    assert "settled by someone else" in caplog.text

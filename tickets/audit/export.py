@@ -29,7 +29,7 @@ from ..models import (
     Outcome,
 )
 from ..thena import schema
-from .chain import RequestMeta, _iso, record_attempt, record_outcome
+from .chain import AlreadySettled, RequestMeta, _iso, record_attempt, record_outcome
 from .queries import REVERTED, AuditFilter, Cursor, _before, _ids, _streams
 from .words import change_lines
 
@@ -177,7 +177,7 @@ def _settled(
             sent = True
     except GeneratorExit:  # the server closed the stream: the client went away
         message = f"Stopped after {tally.rows} rows: the download was not read to the end."
-        _settle(entry, Outcome.FAILED, started, message)
+        settle(entry, Outcome.FAILED, started, message)
         raise
     except Exception as error:
         logger.exception("Audit export #%s failed after %s rows", entry.pk, tally.rows)
@@ -185,7 +185,7 @@ def _settled(
             f"The file is incomplete: the export failed after {tally.rows} rows "
             f"({type(error).__name__}). The audit log records this export as failed."
         )
-        _settle(entry, Outcome.FAILED, started, message)
+        settle(entry, Outcome.FAILED, started, message)
         if fmt == "jsonl":
             yield _dumps({"export": "failed", "message": message}) + "\n"
             return
@@ -195,7 +195,7 @@ def _settled(
         yield writer.writerow([f"{FAILED_LINE}: {message}"])
         return
     message = f"{tally.rows} rows exported; SHA-256 {tally.sha256}."
-    _settle(entry, Outcome.SUCCEEDED, started, message)
+    settle(entry, Outcome.SUCCEEDED, started, message)
 
 
 # The last line of a complete file: its rows and the SHA-256 of every byte before the
@@ -306,14 +306,19 @@ def export_count(filters: AuditFilter, team_ids, *, limit: int | None) -> int:
         return 0
 
 
-def _settle(entry: AuditEntry, outcome: str, started: float, message: str) -> None:
+def settle(entry: AuditEntry, outcome: str, started: float, message: str) -> None:
+    """Records an export's outcome, streamed or in the background, on its entry if that is
+    still pending: one settled by someone else (the sweep of a stopped worker) stays."""
     try:
         record_outcome(
             entry=entry,
             outcome=outcome,
             message=message,
             duration_ms=round((time.monotonic() - started) * 1000),
+            current=Outcome.PENDING,
         )
+    except AlreadySettled:
+        logger.warning("Audit export #%s was settled by someone else", entry.pk)
     except Exception:  # the database itself may be what failed: the entry stays pending
         logger.exception("Could not record the outcome of audit export #%s", entry.pk)
 

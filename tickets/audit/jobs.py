@@ -19,7 +19,7 @@ from django.core.files.storage import storages
 from django.db import transaction
 
 from ..models import Action, AuditEntry, ExportJob, Outcome
-from .chain import AlreadySettled, RequestMeta, record_attempt, record_outcome
+from .chain import RequestMeta, record_attempt
 from .queries import AuditFilter, AuditFilterForm, Cursor
 
 logger = logging.getLogger(__name__)
@@ -143,19 +143,12 @@ def export_run(job_id: str) -> str:
 
 def _finish(job, entry, outcome: str, started: float, message: str, **fields) -> None:
     state = ExportJob.State.DONE if outcome == Outcome.SUCCEEDED else ExportJob.State.FAILED
+    from .export import settle
+
     ExportJob.objects.filter(pk=job.pk).update(
         state=state, message=message, finished_at=datetime.now(UTC), **fields
     )
-    try:
-        record_outcome(
-            entry=entry,
-            outcome=outcome,
-            message=message,
-            duration_ms=round((time.monotonic() - started) * 1000),
-            current=Outcome.PENDING,
-        )
-    except AlreadySettled:
-        logger.warning("Audit export #%s was settled by someone else", entry.pk)
+    settle(entry, outcome, started, message)
 
 
 def exports_prune() -> int:
