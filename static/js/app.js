@@ -207,3 +207,38 @@
   }
   document.addEventListener("DOMContentLoaded", showButtons);
 })();
+
+// On a phone, the list's filters but the search and the team fold away behind one button
+// that says how many are set (the CSS folds them only at phone width). Open or not, they stay so
+// when the list is swapped.
+(function () {
+  var open = false;
+
+  function show(button) {
+    var set = Array.prototype.filter.call(
+      button.form.querySelectorAll(".filter-fields select:not([name=sort])"),
+      function (select) { return select.value !== ""; }
+    ).length;
+    button.textContent = set ? "Filters (" + set + " set)" : "Filters";
+    button.setAttribute("aria-expanded", String(open));
+    button.form.classList.toggle("folded", !open);
+  }
+  function setUp() {
+    var button = document.querySelector("[data-filters-toggle]");
+    if (!button) return;
+    button.hidden = false;
+    show(button);
+  }
+  document.addEventListener("DOMContentLoaded", setUp);
+  document.addEventListener("htmx:afterSettle", setUp);
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-filters-toggle]");
+    if (!button) return;
+    open = !open;
+    show(button);
+  });
+  document.addEventListener("change", function (event) {
+    var button = event.target.form && event.target.form.querySelector("[data-filters-toggle]");
+    if (button && !button.hidden) show(button);
+  });
+})();

@@ -580,6 +580,17 @@ def test_the_filtered_list_at_desktop_and_phone_sizes(
     login(manager.username, PASSWORD)
     SavedView.objects.create(owner=manager, name="Urgent & unassigned", query="priority=Urgent")
     page.goto(f"{live_server.url}/tickets/?team={sup['id']}")
+    toggle = page.get_by_role("button", name=re.compile(r"^Filters"))
+    if screen is PHONE:  # folded behind one button, the search beside it
+        expect(toggle).to_have_text("Filters")  # none set yet (the team is beside it)
+        expect(page.get_by_label("Team", exact=True)).to_be_visible()
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        expect(page.get_by_label("Priority")).to_be_hidden()
+        expect(page.get_by_label("Search")).to_be_visible()
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+    else:
+        expect(toggle).to_be_hidden()
     page.get_by_label("Priority").select_option("High")
     expect(page).to_have_url(re.compile(r"priority=High"))
     # Enter, so leaving the field later sends nothing (see the test above).
@@ -590,7 +601,7 @@ def test_the_filtered_list_at_desktop_and_phone_sizes(
 
     _no_sideways_scroll(page, width)
     # Every control of the filters is on the screen (they wrap rather than overflow).
-    for control in page.locator("#filters select, #filters input, #filters button").all():
+    for control in page.locator("#filters :is(select, input, button):visible").all():
         box = control.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, control
     # The heading sits above the filters.
@@ -602,6 +613,14 @@ def test_the_filtered_list_at_desktop_and_phone_sizes(
         box = target.bounding_box()
         assert box["width"] >= 24 and box["height"] >= 24, (target.inner_text(), box)
     shot(f"list-filters-{name}")
+    if screen is PHONE:
+        # Still open after the swaps; folded again, the first tickets fit the first screen.
+        expect(toggle).to_have_text("Filters (1 set)")  # High
+        toggle.click()
+        expect(page.get_by_label("Priority")).to_be_hidden()
+        page.evaluate("window.scrollTo(0, 0)")
+        first = page.locator("table.tickets tbody tr").first.bounding_box()
+        assert first["y"] + first["height"] <= screen["viewport"]["height"], first
     page.screenshot(path=SCREENSHOTS / f"list-filters-{name}-first-screen.png", caret="initial")
 
     # The same list with a view name refused, the error beside the field.
