@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -21,6 +22,7 @@ from tickets.audit import (
     audit_entry_detail,
     audit_export,
     audit_page,
+    queries,
     record_attempt,
     record_outcome,
     verify_chain,
@@ -122,6 +124,42 @@ def test_ticket_filter_takes_the_id_or_the_identifier_in_any_case(clock, mia):
     assert ids(AuditFilter(ticket="sup-1")) == [one.id]
     assert ids(AuditFilter(ticket="SUP-1")) == [one.id]
     assert ids(AuditFilter(ticket="TK_SUP_1")) == []  # ids are exact
+
+
+def test_a_ticket_whose_id_is_its_identifier_pages_each_entry_once(clock, mia):
+    # Both of the ticket's streams hold every entry: the merged first rows repeat each.
+    same = {"id": "SUP-9", "ticketIdentifier": "SUP-9", "title": "Twin", "teamId": "t_sup"}
+    written = []
+    for _ in range(9):
+        written.append(write(mia, same))
+        clock.tick(seconds=1)
+    write(mia, BIL_7)
+    newest_first = [entry.id for entry in reversed(written)]
+
+    for limit in (3, 4, 9, 10):
+        for team_ids in (None, frozenset({"t_sup"})):
+            got = walk(AuditFilter(ticket="SUP-9"), limit=limit, team_ids=team_ids)
+            assert [entry.id for entry in got] == newest_first, (limit, team_ids)
+        assert walk(AuditFilter(ticket="SUP-9"), limit=limit, team_ids=frozenset({"t_bil"})) == []
+
+
+def test_reason_search_reads_percent_and_underscore_as_text(clock, mia):
+    literal = write(mia, reason="Refund 100% of it_now")
+    write(mia, reason="Refund 1000 of itanow")
+
+    assert ids(AuditFilter(reason="0% OF IT_")) == [literal.id]
+    assert ids(AuditFilter(reason="%")) == [literal.id]
+    assert ids(AuditFilter(reason="_")) == [literal.id]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's LIKE folds ASCII alone")
+def test_reason_search_ignores_case_beyond_ascii_on_postgresql(clock, mia):
+    echec = write(mia, reason="ÉCHEC du paiement, Straße gesperrt")
+    write(mia, reason="echec sans accent")
+
+    assert ids(AuditFilter(reason="échec")) == [echec.id]
+    assert ids(AuditFilter(reason="STRASSE")) == []  # folded by case, not transliterated
+    assert ids(AuditFilter(reason="straße")) == [echec.id]
 
 
 def test_field_filter_finds_entries_that_changed_the_field(clock, mia):
@@ -285,6 +323,8 @@ def _check_against_a_plain_scan():
     logged = {e.actor_username for e in entries if e.actor_username}
     reverted = {e.revert_of for e in entries if e.revert_of}
     assert reverted and any(e.reason for e in entries)
+    undone = timezone.localtime(next(e for e in entries if e.id in reverted).created_at).date()
+    one_day = timedelta(days=1)
     grid = [
         AuditFilter(),
         AuditFilter(actor=some.actor_username),
@@ -308,6 +348,8 @@ def _check_against_a_plain_scan():
         AuditFilter(revert="reverted"),
         AuditFilter(revert="reverts", field="statusId", outcome="failed"),
         AuditFilter(revert="reverted", actor="a", since=days[1]),
+        # Three days: read from the range's entries, not by id (queries._reverted).
+        AuditFilter(revert="reverted", since=undone - one_day, until=undone + one_day),
         AuditFilter(reason="DUPLICATE"),
         AuditFilter(reason="escalation", actor="e"),
         AuditFilter(reason="team", outcome="succeeded", field="priorityId"),
@@ -550,6 +592,55 @@ def test_daily_counts_reuse_closed_days_and_count_today_live(clock, mia, django_
     with django_assert_num_queries(3 if connection.vendor == "sqlite" else 6):
         counts = audit_daily_counts(filters=reason)
     assert [c.count for c in counts][-2:] == [1, 2]
+
+
+def test_a_page_that_holds_every_match_counts_the_chart_and_it_stays_exact(clock, mia, monkeypatch):
+    # Days before today (2025-03-10): a rare reason, a match made by an export, and others.
+    clock.now = datetime(2025, 3, 6, 9, tzinfo=UTC)
+    write(mia, BIL_7, reason="Zebra crossing")
+    clock.now = datetime(2025, 3, 8, 9, tzinfo=UTC)
+    write(mia, reason="zebra again")
+    write(mia, reason="Horse")
+    record_attempt(
+        action="audit.export",
+        actor=mia,
+        ticket=None,
+        changes={},
+        request_body={},
+        outcome=Outcome.SUCCEEDED,
+        meta=META,
+        reason="zebra export",
+    )
+    clock.now = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    filters = AuditFilter(reason="zebra", since=date(2025, 3, 1), until=date(2025, 3, 9))
+    counted = []
+    original = queries._count_days
+    monkeypatch.setattr(
+        queries, "_count_days", lambda days, *a: counted.append(days) or original(days, *a)
+    )
+
+    def chart(team_ids=None):
+        days = audit_daily_counts(filters=filters, team_ids=team_ids)
+        return {c.day: c.count for c in days if c.count}
+
+    assert len(audit_page(filters=filters).entries) == 3
+    assert chart() == {date(2025, 3, 6): 1, date(2025, 3, 8): 1}  # changes, not the export
+    assert counted == [[]]  # every day came from the page
+    # Another scope is another chart: counted, and without the other team's entry.
+    assert len(audit_page(filters=filters, team_ids=frozenset({"t_sup"})).entries) == 1
+    assert chart(frozenset({"t_sup"})) == {date(2025, 3, 8): 1}
+    assert chart(frozenset({"t_bil"})) == {date(2025, 3, 6): 1}
+    assert counted[-1] == [date(2025, 3, 1) + timedelta(days=n) for n in range(9)]
+    # Written after the page, dated in its days (a clock behind): the chart counts again.
+    clock.now = datetime(2025, 3, 7, 9, tzinfo=UTC)
+    write(mia, reason="ZEBRA late")
+    clock.now = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    assert chart() == {date(2025, 3, 6): 1, date(2025, 3, 7): 1, date(2025, 3, 8): 1}
+    # A page with more to come fills nothing.
+    cache.clear()
+    assert audit_page(filters=filters, limit=2).next_cursor
+    chart()
+    assert len(counted[-1]) == 9
 
 
 def test_daily_counts_the_counts_table_answers_take_one_query(

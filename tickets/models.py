@@ -236,6 +236,10 @@ class AuditEntry(InsertOnlyModel):
             models.Index(fields=["outcome", "created_at", "id"], name="audit_entry_outcome"),
             models.Index(fields=["number"], name="audit_entry_number"),
             models.Index(fields=["revert_of"], name="audit_entry_revert_of"),
+            # An entry by id with its created_at and username, for probes from rows that
+            # point at entries (a field row, a revert): read from this index alone, not
+            # the table's row (migration 0018).
+            models.Index(fields=["id", "created_at", "actor_username"], name="audit_entry_by_id"),
             # The list's chart counts changes (ticket.update) per day from this index alone.
             models.Index(fields=["action", "created_at", "id"], name="audit_entry_action"),
             # Partial: only the rows that have a value, in keyset order, so "reverts only"
