@@ -1,6 +1,7 @@
 """The audit log's pages at a million entries, against the Django admin. Prints; asserts nothing.
 
     .venv/bin/python bench/audit_scale.py [--db PATH] [--count 1000000] [--reps 40]
+        [--pages "actor=e + field,revert=reverted"]
 
 SQLite by default: a database file in a temp dir that is removed afterwards, or the file
 at --db, which is kept and reused (only the missing entries are seeded). With
@@ -17,7 +18,8 @@ throwaway ModelAdmin on a private AdminSite with list_filter and search on the s
 columns and ordering ("-created_at", "-id"), given the equivalent query string.
 Then every page again with the cache emptied before each request (the chart's per-day
 counts, the actor names: a first visit). Targets: every ratio <= 0.1 and every audit
-page under 50 ms, warm and cold.
+page under 50 ms, warm and cold. --pages times only the pages named (as printed,
+comma-separated), warm and cold, to compare changes quickly.
 """
 
 import argparse
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--cold-reps", type=int, default=7, help="timed requests per page with the cache emptied"
     )
+    parser.add_argument("--pages", default="", help="only these pages, comma-separated names")
     args = parser.parse_args()
 
     with audit_environment(args.db):
@@ -142,6 +145,9 @@ def measure(args) -> None:
         version = sqlite3.sqlite_version
     newest = audit.audit_page(filters=audit.AuditFilter(), limit=1).entries[0]
     print(f"\n{vendor} {version}, entries up to #{newest.id}, {args.reps} timed requests per page")
+    chosen = {name.strip() for name in args.pages.split(",")} if args.pages else None
+    if chosen:
+        ours = {name: url for name, url in ours.items() if name in chosen}
     print(f"{'page':<26} {'audit ms':>9} {'admin ms':>9} {'ratio':>7}  target")
     for name, url in ours.items():
         mine = median_ms(client, url, args.reps)
@@ -175,6 +181,8 @@ def measure(args) -> None:
         "htmx fragment": ("/audit/?" + urlencode({"actor": ACTOR}), {"HX-Request": "true"}),
         "entry detail": f"/audit/{newest.number}/",
     }
+    if chosen:
+        others = {name: target for name, target in others.items() if name in chosen}
     print(f"\nOther audit pages (no admin equivalent; target {MS_TARGET:.0f} ms)")
     for name, target in others.items():
         url, headers = target if isinstance(target, tuple) else (target, {})
@@ -183,7 +191,8 @@ def measure(args) -> None:
     # Rare on purpose: "zebra" is in no reason, so it reads every reason in the range.
     print("\nUnbounded text searches (a reason search reads every reason: bound it with dates)")
     for name, url in {"reason=zebra": "/audit/?reason=zebra"}.items():
-        print(f"{name:<26} {median_ms(client, url, 5):9.1f}")
+        if not chosen or name in chosen:
+            print(f"{name:<26} {median_ms(client, url, 5):9.1f}")
 
     # The chart caches the counts of days before today; a cold cache counts them all.
     # Every page, as a first visit after the cache was emptied would see it.
