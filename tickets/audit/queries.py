@@ -673,7 +673,7 @@ def batch_summary(
 def _in_form_order(names) -> list[str]:
     """Field names as the edit form orders them, unknown ones last: the same on both
     databases (PostgreSQL's jsonb keeps no key order)."""
-    order = {name: index for index, name in enumerate(schema.field_map())}
+    order = schema.field_order()
     return sorted(names, key=lambda name: (order.get(name, len(order)), name))
 
 
