@@ -118,6 +118,12 @@ def manager(django_user_model):
 
 
 @pytest.fixture
+def mia(django_user_model):
+    """Someone with no group: an actor in the audit log."""
+    return django_user_model.objects.create_user("mia", email="mia@example.com")
+
+
+@pytest.fixture
 def auditor(django_user_model):
     """Reads tickets and the audit log; edits nothing."""
     return _user(django_user_model, "auditor", "Auditors")

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from tests.util import write_audit
+from tests.util import FrozenClock, write_audit
 from tickets.audit import (
     AuditFilter,
     RequestMeta,
@@ -75,23 +75,9 @@ def assert_exact():
 
 @pytest.fixture
 def clock(monkeypatch):
-    class Clock:
-        # Noon three days ago: within every chart, and the seeded entries come later.
-        now = (datetime.now(UTC) - timedelta(days=3)).replace(
-            hour=12, minute=0, second=0, microsecond=0
-        )
-
-        def tick(self, **delta):
-            self.now += timedelta(**delta)
-
-    fake = Clock()
-    monkeypatch.setattr(timezone, "now", lambda: fake.now)
-    return fake
-
-
-@pytest.fixture
-def mia(django_user_model):
-    return django_user_model.objects.create_user("mia", email="mia@example.com")
+    # Noon three days ago: within every chart, and the seeded entries come later.
+    noon = (datetime.now(UTC) - timedelta(days=3)).replace(hour=12, minute=0, second=0)
+    return FrozenClock(monkeypatch, noon.replace(microsecond=0))
 
 
 def write(actor, ticket=SUP_1, changes=STATUS, **kwargs):

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from tests.util import complete_export, write_audit
+from tests.util import FrozenClock, complete_export, write_audit
 from tickets import audit
 from tickets.audit import (
     AuditFilter,
@@ -47,22 +47,7 @@ PRIORITY = {"priorityId": {"before": None, "after": "pr_high"}}
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Rows are stamped with timezone.now(); tests move it to write history."""
-
-    class Clock:
-        now = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-
-        def tick(self, **delta):
-            self.now += timedelta(**delta)
-
-    fake = Clock()
-    monkeypatch.setattr(timezone, "now", lambda: fake.now)
-    return fake
-
-
-@pytest.fixture
-def mia(django_user_model):
-    return django_user_model.objects.create_user("mia", email="mia@example.com")
+    return FrozenClock(monkeypatch, datetime(2025, 3, 10, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -239,6 +239,19 @@ class PassingTime:
         return datetime.now(UTC) + self.offset
 
 
+class FrozenClock:
+    """timezone.now() held at `now` until a test moves it on (rows are stamped with it)."""
+
+    def __init__(self, monkeypatch, now: datetime) -> None:
+        self.now = now
+        from django.utils import timezone
+
+        monkeypatch.setattr(timezone, "now", lambda: self.now)
+
+    def tick(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
 def complete_export(data: bytes | str) -> str:
     """An audit export's text without its last line, which must be the trailer that says
     the file is complete (tickets/audit/export.py, export_verify)."""
