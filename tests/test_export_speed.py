@@ -306,3 +306,25 @@ def test_export_leaves_in_pieces_of_bounded_size(auditor, monkeypatch):
     longest_line = max(len(line) for line in "".join(pieces).splitlines(keepends=True))
     assert 60 / 10 < len(pieces) < 60  # rows go out together, not one by one
     assert max(len(piece) for piece in pieces) < 2000 + longest_line
+
+
+@pytest.mark.parametrize("chunk", [1, 5000])
+def test_an_export_of_the_reverted_holds_each_reverted_entry_once(log, auditor, monkeypatch, chunk):
+    """Read as the page reads them (by id, queries._reverted_page), chunk after chunk, and
+    within the scope."""
+    monkeypatch.setattr(export_module, "EXPORT_CHUNK", chunk)
+    reverted = AuditEntry.objects.filter(
+        id__in=AuditEntry.objects.exclude(revert_of=None).values("revert_of")
+    ).newest_first()
+    assert reverted.count() == 2
+
+    def numbers(team_ids):
+        filters = AuditFilter(revert="reverted")
+        text = complete_export(
+            "".join(audit_export(actor=auditor, filters=filters, team_ids=team_ids, meta=META))
+        )
+        return [int(row[0]) for row in csv.reader(StringIO(text)) if row[0].isdigit()]
+
+    assert numbers(None) == [entry.number for entry in reverted]
+    assert numbers(frozenset({TICKET["teamId"]})) == [entry.number for entry in reverted]
+    assert numbers(frozenset({"t_other"})) == []

@@ -30,7 +30,7 @@ from ..models import (
 )
 from ..thena import schema
 from .chain import AlreadySettled, RequestMeta, _iso, record_attempt, record_outcome
-from .queries import REVERTED, AuditFilter, Cursor, _before, _ids, _streams
+from .queries import REVERTED, AuditFilter, Cursor, _before, _ids, _reverted_page, _streams
 from .words import change_lines
 
 logger = logging.getLogger(__name__)
@@ -378,7 +378,9 @@ def _entries(filters, cursor, team_ids, n: int) -> list[tuple]:
     streams = _streams(filters, team_ids)
     if not streams:
         return []
-    if len(streams) == 1 and streams[0][0].model is AuditEntry and filters.revert != REVERTED:
+    if filters.revert == REVERTED:  # few, each looked up by id (as the page does)
+        rows = AuditEntry.objects.filter(pk__in=_reverted_page(filters, cursor, team_ids, n))
+    elif len(streams) == 1 and streams[0][0].model is AuditEntry:
         rows = _before(streams[0][0], cursor)
     else:
         rows = AuditEntry.objects.filter(pk__in=_ids(streams, cursor, n))
