@@ -209,8 +209,8 @@
 })();
 
 // On a phone, the list's filters but the search and the team fold away behind one button
-// that says how many are set (the CSS folds them only at phone width). Open or not, they stay so
-// when the list is swapped.
+// that says how many are set (the CSS folds them only at phone width). Open or folded,
+// they stay so when the list is swapped.
 (function () {
   var open = false;
 

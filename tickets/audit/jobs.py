@@ -142,9 +142,9 @@ def export_run(job_id: str) -> str:
 
 
 def _finish(job, entry, outcome: str, started: float, message: str, **fields) -> None:
-    state = ExportJob.State.DONE if outcome == Outcome.SUCCEEDED else ExportJob.State.FAILED
     from .export import settle
 
+    state = ExportJob.State.DONE if outcome == Outcome.SUCCEEDED else ExportJob.State.FAILED
     ExportJob.objects.filter(pk=job.pk).update(
         state=state, message=message, finished_at=datetime.now(UTC), **fields
     )
