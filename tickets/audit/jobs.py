@@ -19,6 +19,7 @@ from django.core.files.storage import storages
 from django.db import transaction
 
 from ..models import Action, AuditEntry, ExportJob, Outcome
+from . import export
 from .chain import RequestMeta, record_attempt
 from .queries import AuditFilter, AuditFilterForm, Cursor
 
@@ -91,8 +92,6 @@ def downloadable(job: ExportJob) -> bool:
 
 def export_run(job_id: str) -> str:
     """The task: write the job's file to storage, then settle its audit entry."""
-    from . import export
-
     with transaction.atomic():
         job = ExportJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.state != ExportJob.State.QUEUED:
@@ -142,13 +141,11 @@ def export_run(job_id: str) -> str:
 
 
 def _finish(job, entry, outcome: str, started: float, message: str, **fields) -> None:
-    from .export import settle
-
     state = ExportJob.State.DONE if outcome == Outcome.SUCCEEDED else ExportJob.State.FAILED
     ExportJob.objects.filter(pk=job.pk).update(
         state=state, message=message, finished_at=datetime.now(UTC), **fields
     )
-    settle(entry, outcome, started, message)
+    export.settle(entry, outcome, started, message)
 
 
 def exports_prune() -> int:
