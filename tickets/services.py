@@ -1239,6 +1239,13 @@ HISTORY_COLUMNS = (
 _URL_MARK = 987654321
 
 
+def audit_entry_urls() -> Callable[[int], str]:
+    """A function giving an audit entry's page from its number, with one reverse() for
+    every entry of a page: audit:detail is the number within fixed text."""
+    head, tail = reverse("audit:detail", args=[_URL_MARK]).rsplit(str(_URL_MARK), 1)
+    return lambda number: f"{head}{number}{tail}"
+
+
 def ticket_history_list(
     *, user, ticket_id: str, limit: int = 10, source: str = ""
 ) -> list[HistoryItem]:
@@ -1255,8 +1262,7 @@ def ticket_history_list(
     entries = entries.for_ticket(ticket_id).only(*HISTORY_COLUMNS).with_current_outcome()
     entries = list(entries[:limit])
     numbers, drifts = revert_numbers(entries), drift_numbers(entries)
-    # One reverse() for every entry's link: audit:detail is the number within fixed text.
-    head, tail = reverse("audit:detail", args=[_URL_MARK]).rsplit(str(_URL_MARK), 1)
+    entry_url = audit_entry_urls()
     return [
         HistoryItem(
             entry,
@@ -1265,7 +1271,7 @@ def ticket_history_list(
             tuple(change_lines(entry.changes, limit=HISTORY_TEXT)),
             numbers.get(entry.revert_of),
             drifts.get(entry.drift_of),
-            f"{head}{entry.number}{tail}",
+            entry_url(entry.number),
         )
         for entry in entries
     ]

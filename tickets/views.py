@@ -490,12 +490,13 @@ def _ticket_url(ticket_id) -> str:
 def _rows(entries: list[AuditEntry]) -> list[_Row]:
     rows = []
     reverted, drifts = audit.revert_numbers(entries), drift_numbers(entries)
+    entry_url = services.audit_entry_urls()
     for entry in entries:
         local = timezone.localtime(entry.created_at)
         rows.append(
             _Row(
                 number=entry.number,
-                url=reverse("audit:detail", args=[entry.number]),
+                url=entry_url(entry.number),
                 iso=entry.created_at.isoformat(),
                 when=f"{local.day} {local:%b %Y, %H:%M:%S}",
                 actor=entry.actor_username or "—",
