@@ -10,7 +10,8 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tickets.views_list import _row, _ticket_urls
+from tickets.views import _ticket_urls
+from tickets.views_list import _row
 
 # The row as ticket_list.html had it, `{% if bulk and listing.filter.team %}` as `select`.
 TEMPLATE = engines["django"].from_string(

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
+from django.utils.http import RFC3986_SUBDELIMS
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import (
     require_GET,
@@ -35,6 +36,7 @@ from django_htmx.http import push_url, trigger_client_event
 from . import audit, services
 from .audit import RequestMeta, jobs
 from .audit.words import drift_numbers
+from .converters import TicketIdConverter
 from .forms import RESOLVE_PREFIX, RevertForm, TicketUpdateForm
 from .models import Action, AuditEntry
 from .thena.errors import ThenaError, ThenaNotFound, ThenaValidationError
@@ -478,19 +480,28 @@ class _Row:
     drift_of_number: int | None = None  # a change in Thena: the dashboard edit it overrode
 
 
+def _ticket_urls():
+    """A function giving a ticket's URL ("" for no ticket, an id that is no text, or one
+    no URL can carry: a slash, a control character, too long), with one reverse() for
+    every ticket of a page: that cost more than the rest of a list's row."""
+    prefix = reverse("tickets:detail", args=["-"]).removesuffix("-/")
+
+    def url(ticket_id) -> str:
+        if not isinstance(ticket_id, str) or not TicketIdConverter.pattern.fullmatch(ticket_id):
+            return ""
+        return f"{prefix}{quote(ticket_id, safe=RFC3986_SUBDELIMS + '~:@')}/"
+
+    return url
+
+
 def _ticket_url(ticket_id) -> str:
-    if not isinstance(ticket_id, str) or not ticket_id:
-        return ""  # no ticket (audit.export), or an upstream id that is no text
-    try:
-        return reverse("tickets:detail", args=[ticket_id])
-    except NoReverseMatch:  # an id no URL can carry (a slash, a control character, too long)
-        return ""
+    return _ticket_urls()(ticket_id)
 
 
 def _rows(entries: list[AuditEntry]) -> list[_Row]:
     rows = []
     reverted, drifts = audit.revert_numbers(entries), drift_numbers(entries)
-    entry_url = services.audit_entry_urls()
+    entry_url, ticket_url = services.audit_entry_urls(), _ticket_urls()
     for entry in entries:
         local = timezone.localtime(entry.created_at)
         rows.append(
@@ -502,7 +513,7 @@ def _rows(entries: list[AuditEntry]) -> list[_Row]:
                 actor=entry.actor_username or "—",
                 action=entry.action_label,
                 ticket=entry.ticket_identifier or entry.ticket_id or "—",
-                ticket_url=_ticket_url(entry.ticket_id),
+                ticket_url=ticket_url(entry.ticket_id),
                 ticket_title=entry.ticket_title,
                 fields=", ".join(entry.field_labels) or "—",
                 outcome=entry.current_outcome,

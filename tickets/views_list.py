@@ -1,23 +1,20 @@
 """The ticket list and its saved views."""
 
 import html
-from urllib.parse import quote
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator, slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from . import listing
-from .converters import TicketIdConverter
 from .forms import SavedViewForm
 from .templatetags.moments import ago
-from .views import _int, _is_partial
+from .views import _int, _is_partial, _ticket_urls
 
 
 def _list_url(query: str) -> str:
@@ -34,19 +31,6 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         # The plain form sends every control, empty or not: one clean URL to share.
         return redirect(_list_url(canonical))
     return _list_page(request, flt, page)
-
-
-def _ticket_urls():
-    """A function giving a listed ticket's URL, as `_ticket_url` would (no URL for an id no
-    URL can carry), without a reverse() per row: that cost more than the rest of a row."""
-    prefix = reverse("tickets:detail", args=["-"]).removesuffix("-/")
-
-    def url(ticket_id) -> str:
-        if not isinstance(ticket_id, str) or not TicketIdConverter.pattern.fullmatch(ticket_id):
-            return ""
-        return f"{prefix}{quote(ticket_id, safe=RFC3986_SUBDELIMS + '~:@')}/"
-
-    return url
 
 
 def _escape(value) -> str:
