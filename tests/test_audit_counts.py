@@ -200,6 +200,15 @@ def test_concurrent_writers_keep_the_counts_exact(django_user_model):
 # The chart equals counting the rows
 
 
+def varied_log(clock, actor, *, count: int, batch: int, days: int, seed: int) -> None:
+    """Every kind of write, then seeded entries over `days` days, the clock back to now."""
+    every_kind_of_write(clock, actor)
+    call_command(
+        "seed_audit", count=count, batch=batch, days=days, seed=seed, force=True, stdout=StringIO()
+    )
+    clock.now = datetime.now(UTC)
+
+
 def chart_from_rows(filters: AuditFilter, team_ids=None) -> dict[date, int]:
     current = current_outcomes()
     fields = set(AuditField.objects.values_list("entry_id", "field"))
@@ -241,9 +250,7 @@ COUNTED_FILTERS = [
 @pytest.mark.django_db
 @pytest.mark.parametrize("zone", ZONES)
 def test_the_chart_equals_counting_the_rows_for_every_filter_scope_and_zone(clock, mia, zone):
-    every_kind_of_write(clock, mia)
-    call_command("seed_audit", count=400, batch=111, days=6, seed=3, force=True, stdout=StringIO())
-    clock.now = datetime.now(UTC)
+    varied_log(clock, mia, count=400, batch=111, days=6, seed=3)
     with timezone.override(zoneinfo.ZoneInfo(zone)):
         since = timezone.localdate() - timedelta(days=30)
         for filters in COUNTED_FILTERS:
@@ -284,9 +291,7 @@ def test_the_chart_of_an_actor_who_matches_most_people_takes_the_others_from_the
 @pytest.mark.django_db
 @pytest.mark.parametrize("zone", ZONES)
 def test_actor_and_field_charts_equal_counting_the_rows_for_every_scope_and_zone(clock, mia, zone):
-    every_kind_of_write(clock, mia)
-    call_command("seed_audit", count=400, batch=111, days=6, seed=5, force=True, stdout=StringIO())
-    clock.now = datetime.now(UTC)
+    varied_log(clock, mia, count=400, batch=111, days=6, seed=5)
     some = AuditEntry.objects.filter(action="ticket.update").order_by("id")[50]
     grid = (
         AuditFilter(actor=some.actor_username, field="statusId"),  # one name
@@ -328,9 +333,7 @@ def test_an_actor_chart_stays_exact_when_someone_new_writes_while_it_counts(
 
 @pytest.mark.django_db
 def test_ticket_and_reverted_charts_equal_counting_the_rows(clock, mia):
-    every_kind_of_write(clock, mia)
-    call_command("seed_audit", count=300, batch=128, days=4, seed=9, force=True, stdout=StringIO())
-    clock.now = datetime.now(UTC)
+    varied_log(clock, mia, count=300, batch=128, days=4, seed=9)
     undone = AuditEntry.objects.filter(action="ticket.update").order_by("id")[40]
     write(mia, revert_of=undone.id, reason="undo")
     since = timezone.localdate() - timedelta(days=30)

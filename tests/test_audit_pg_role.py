@@ -46,6 +46,18 @@ def app_role(db):
         cursor.execute("RESET ROLE")
 
 
+def attempt():
+    """An edit's intent, by no one, as the app role writes it."""
+    return record_attempt(
+        action="ticket.update",
+        actor=None,
+        ticket=TICKET,
+        changes=CHANGES,
+        request_body={},
+        meta=META,
+    )
+
+
 def refused(statement: str, params=None) -> None:
     with pytest.raises(DatabaseError) as caught, transaction.atomic():
         connection.cursor().execute(statement, params)
@@ -54,14 +66,7 @@ def refused(statement: str, params=None) -> None:
 
 
 def test_the_app_role_may_read_and_append(app_role):
-    entry = record_attempt(
-        action="ticket.update",
-        actor=None,
-        ticket=TICKET,
-        changes=CHANGES,
-        request_body={},
-        meta=META,
-    )
+    entry = attempt()
     record_outcome(entry=entry, outcome="succeeded")
 
     with connection.cursor() as cursor:
@@ -73,14 +78,7 @@ def test_the_app_role_may_read_and_append(app_role):
 
 @pytest.mark.parametrize("table", AUDIT_TABLES)
 def test_the_app_role_cannot_change_remove_or_hide_audit_rows(app_role, table):
-    record_attempt(
-        action="ticket.update",
-        actor=None,
-        ticket=TICKET,
-        changes=CHANGES,
-        request_body={},
-        meta=META,
-    )
+    attempt()
 
     refused(f"UPDATE {table} SET created_at = created_at")
     refused(f"DELETE FROM {table}")
@@ -92,14 +90,7 @@ def test_the_app_role_cannot_change_remove_or_hide_audit_rows(app_role, table):
 
 
 def test_the_app_role_reads_the_charts_counts_and_cannot_change_them(app_role):
-    record_attempt(
-        action="ticket.update",
-        actor=None,
-        ticket=TICKET,
-        changes=CHANGES,
-        request_body={},
-        meta=META,
-    )  # the triggers counted it, as the owner
+    attempt()  # the triggers counted it, as the owner
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT sum(n) FROM tickets_auditcount WHERE field = '' AND outcome = ''")
