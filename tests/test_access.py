@@ -5,7 +5,7 @@ from django.test import Client
 from pytest_django.asserts import assertContains, assertNotContains
 
 from tests.conftest import PASSWORD, _client_for, _user
-from tests.util import submitted
+from tests.util import listed, submitted
 from tickets.models import AuditEntry, TeamScope
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
@@ -92,7 +92,7 @@ def test_viewer_sees_no_form_and_a_forged_post_is_denied_and_logged(
 
 def test_scoped_user_lists_only_their_teams(scoped_client, billing):
     response = scoped_client.get("/tickets/")
-    listing = response.context["listing"]
+    listing = listed(response)
     assert [team["id"] for team in listing.teams] == [billing["id"]]
     assert {t["teamId"] for t in listing.tickets} == {billing["id"]}
     assert listing.tickets
@@ -100,7 +100,7 @@ def test_scoped_user_lists_only_their_teams(scoped_client, billing):
 
 def test_scoped_user_cannot_list_another_team_by_url(scoped_client, sandbox, billing):
     support = next(t for t in sandbox.teams() if t["identifier"] == "SUP")
-    listing = scoped_client.get("/tickets/", {"team": support["id"]}).context["listing"]
+    listing = listed(scoped_client.get("/tickets/", {"team": support["id"]}))
     assert {t["teamId"] for t in listing.tickets} == {billing["id"]}
 
 
@@ -164,7 +164,7 @@ def test_scope_with_no_teams_sees_nothing(django_user_model):
     TeamScope.objects.create(user=user, team_ids=[])
     response = _client_for(user).get("/tickets/")
     assertContains(response, "not allowed to see any team")
-    assert response.context["listing"].tickets == []
+    assert listed(response).tickets == []
 
 
 # -- login, sessions, headers ------------------------------------------------------------------

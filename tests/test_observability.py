@@ -91,6 +91,16 @@ def test_thena_receives_the_request_id_and_the_audit_entry_keeps_it(manager_clie
     assert AuditEntry.objects.get().request_id == "edit-42"
 
 
+def test_the_lists_search_carries_the_request_id(manager_client, sandbox):
+    manager_client.get("/tickets/")  # teams and choices cached
+    sandbox.requests.clear()
+
+    manager_client.get("/tickets/", headers={"X-Request-ID": "list-7"})
+
+    assert [r.path for r in sandbox.requests] == ["/v1/search/tickets"]
+    assert sandbox.requests[0].headers.get("x-request-id") == "list-7"
+
+
 def test_request_meta_takes_the_middlewares_id(rf):
     request = rf.get("/", headers={"X-Request-ID": "from-header"})
     request.request_id = "from-middleware"

@@ -30,6 +30,7 @@ from django.core.management import (
     load_command_class,
 )
 from django.db import connection
+from pytest_django.asserts import assertContains
 
 from tickets import checks
 from tickets.models import AuditEntry
@@ -201,6 +202,24 @@ def test_the_page_says_when_to_try_again_and_sends_nothing(viewer_client):
 
     assert response.status_code == 200
     assert "Try again in" in response.content.decode()
+    assert second.requests == []
+
+
+@pytest.mark.django_db
+def test_a_warm_list_sends_no_search_during_another_process_pause(viewer_client):
+    # The list's search runs in a worker thread, which reads this process's copy of the
+    # pause: the page brings it up to date from the shared cache first.
+    first, second = SandboxApp(), SandboxApp()
+    set_client(_client(second))
+    assert viewer_client.get("/tickets/").status_code == 200  # teams and choices cached
+    second.requests.clear()
+    first.fail_next(1, status=429)
+    with pytest.raises(ThenaRateLimited):
+        _client(first).teams()
+
+    response = viewer_client.get("/tickets/")
+
+    assertContains(response, "Try again in")
     assert second.requests == []
 
 

@@ -1,6 +1,7 @@
 """The ticket list as a triage tool: filters, sort, count and paging through one search
 call, and saved views. Every expectation is computed from the sandbox's own tickets."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_django.asserts import assertContains, assertNotContains
 
+from tests.util import listed
 from tickets.listing import PAGE_SIZE
 from tickets.models import SavedView, TeamScope
 
@@ -18,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
 
 def _listed(response) -> list[dict]:
     assert response.status_code == 200, response.content[:500]
-    return response.context["listing"].tickets
+    return listed(response).tickets
 
 
 def _full(sandbox, listed: list[dict]) -> list[dict]:
@@ -65,11 +67,11 @@ def test_a_named_filter_lists_exactly_the_tickets_with_that_value(
     found = _listed(response)
     assert {t["id"] for t in found} <= {t["id"] for t in expected}
     assert len(found) == min(len(expected), PAGE_SIZE)
-    assert response.context["listing"].found == len(expected)
+    assert listed(response).found == len(expected)
     assertContains(response, f"{len(expected)} ticket")
     # Names match in any case, as people type them in a URL.
     again = viewer_client.get("/tickets/", {"team": team["id"], param: value.upper()})
-    assert again.context["listing"].found == len(expected)
+    assert listed(again).found == len(expected)
 
 
 def test_a_status_of_the_same_name_matches_in_every_team(viewer_client, sandbox):
@@ -78,7 +80,7 @@ def test_a_status_of_the_same_name_matches_in_every_team(viewer_client, sandbox)
     expected = [t for t in sandbox.tickets() if t["status"] == name]
     assert len({t["teamId"] for t in expected}) > 1
     response = viewer_client.get("/tickets/", {"status": name})
-    assert response.context["listing"].found == len(expected)
+    assert listed(response).found == len(expected)
 
 
 def test_an_unknown_name_says_so_and_asks_nothing_of_thena(viewer_client, sandbox):
@@ -96,7 +98,7 @@ def test_assigned_to_me_matches_my_email(client, django_user_model, sandbox):
     client.force_login(user)
     expected = [t for t in sandbox.tickets() if t["assignedAgentEmail"] == user.email]
     response = client.get("/tickets/", {"assignee": "me"})
-    assert response.context["listing"].found == len(expected)
+    assert listed(response).found == len(expected)
     assert all(t["assignedAgentEmail"] == user.email for t in _full(sandbox, _listed(response)))
 
 
@@ -111,12 +113,12 @@ def test_unassigned_and_one_assignee(viewer_client, sandbox):
     unassigned = [t for t in sandbox.tickets() if not t["assignedAgentId"]]
     assert unassigned
     response = viewer_client.get("/tickets/", {"assignee": "none"})
-    assert response.context["listing"].found == len(unassigned)
+    assert listed(response).found == len(unassigned)
     assert all(not t["assignedAgentId"] for t in _full(sandbox, _listed(response)))
     agent_id = next(t["assignedAgentId"] for t in sandbox.tickets() if t["assignedAgentId"])
     theirs = [t for t in sandbox.tickets() if t["assignedAgentId"] == agent_id]
     response = viewer_client.get("/tickets/", {"assignee": agent_id})
-    assert response.context["listing"].found == len(theirs)
+    assert listed(response).found == len(theirs)
 
 
 def test_sub_team_and_updated_within(viewer_client, sandbox):
@@ -125,7 +127,7 @@ def test_sub_team_and_updated_within(viewer_client, sandbox):
     response = viewer_client.get(
         "/tickets/", {"team": ticket["teamId"], "subteam": ticket["subTeamId"]}
     )
-    assert response.context["listing"].found == len(in_sub)
+    assert listed(response).found == len(in_sub)
 
     now = datetime.now(UTC)
     sandbox.touch_ticket(ticket["id"], title="Touched just now")
@@ -135,7 +137,7 @@ def test_sub_team_and_updated_within(viewer_client, sandbox):
         if datetime.fromisoformat(t["updatedAt"]) >= now - timedelta(hours=1)
     ]
     response = viewer_client.get("/tickets/", {"updated": "1h"})
-    assert response.context["listing"].found == len(recent) >= 1
+    assert listed(response).found == len(recent) >= 1
     assert ticket["id"] in {t["id"] for t in _listed(response)}
 
 
@@ -167,7 +169,7 @@ def test_sort_by_status_follows_the_teams_order(viewer_client, sandbox):
     response = viewer_client.get(
         "/tickets/", {"team": team["id"], "sort": "status", "page": 1}, follow=True
     )
-    order = response.context["listing"].options.statuses
+    order = listed(response).options.statuses
     shown = [t["status"] for t in _listed(response)]
     positions = [next(i for i, label in enumerate(order) if label.endswith(name)) for name in shown]
     assert positions == sorted(positions)
@@ -186,10 +188,10 @@ def test_a_warm_filtered_page_costs_one_search_call(viewer_client, sandbox):
     # Only what a row shows comes back: not the description, requester, custom fields...
     assert "description" not in sent["include_fields"].split(",")
     response = viewer_client.get("/tickets/", params)
-    listed = response.context["listing"].tickets
-    assert listed and all("description" not in t for t in listed)
+    tickets = listed(response).tickets
+    assert tickets and all("description" not in t for t in tickets)
     shown = {t["id"]: t for t in sandbox.tickets()}
-    for ticket in listed:
+    for ticket in tickets:
         assertContains(response, f">{shown[ticket['id']]['ticketIdentifier']}</a>")
 
 
@@ -198,7 +200,7 @@ def test_the_url_holds_the_whole_list_and_the_pager_keeps_it(viewer_client, sand
     response = viewer_client.get(
         "/tickets/", {"team": team["id"], "sort": "created_asc", "q": "a"}, follow=True
     )
-    listing = response.context["listing"]
+    listing = listed(response)
     assert listing.last_page > 1
     nxt = parse_qs(listing.next_query)
     assert nxt == {"team": [team["id"]], "q": ["a"], "sort": ["created_asc"], "page": ["2"]}
@@ -219,7 +221,7 @@ def test_a_page_past_the_end_redirects_to_the_last_page(viewer_client, sandbox):
         "page": [str(last)] if last > 1 else [],
     } or (last == 1 and parse_qs(urlsplit(response["Location"]).query) == {"team": [team["id"]]})
     page = viewer_client.get(response["Location"])
-    assert page.context["listing"].page == last
+    assert listed(page).page == last
     assertContains(page, f"Page {last} of {last}")
     # Nothing matches: page 1, not a redirect loop.
     response = viewer_client.get("/tickets/", {"q": "zzzz-no-such-words", "page": 5})
@@ -273,7 +275,7 @@ def test_a_scoped_user_never_sees_another_teams_tickets(client, django_user_mode
         response = client.get("/tickets/", params)
         found = _listed(response)
         assert found and {t["teamId"] for t in found} == {mine["id"]}
-        assert response.context["listing"].found <= len(_in_team(sandbox, mine["id"]))
+        assert listed(response).found <= len(_in_team(sandbox, mine["id"]))
         assertNotContains(response, f'<option value="{other["id"]}"')
 
 
@@ -285,7 +287,34 @@ def test_built_in_views_and_which_one_is_shown(viewer_client, sandbox):
     assert views["Unassigned"].current and not views["Mine"].current
     urgent = viewer_client.get(f"/tickets/?{views['Urgent'].query}")
     assert {t["priority"] for t in _listed(urgent)} == {"Urgent"}
-    assert urgent.context["listing"].filter.team == team["id"]
+    assert listed(urgent).filter.team == team["id"]
+
+
+def test_a_message_survives_the_redirect_from_a_page_past_the_end(manager_client, sandbox):
+    # The page around the table is drawn while Thena searches, and shows the messages
+    # before the search says the page is past the end.
+    manager_client.post("/tickets/views/", {"name": "Highs", "query": "priority=High"})
+    response = manager_client.get("/tickets/", {"priority": "High", "page": 999})
+    assert response.status_code == 302
+    assertContains(manager_client.get(response["Location"]), "Saved the view “Highs”.")
+
+
+@pytest.mark.parametrize("target", [None, "ticket-list", "ticket-table"])
+def test_the_table_is_drawn_once_where_it_belongs(manager_client, sandbox, target):
+    # A view's name that looks like the slot the table fills is only text.
+    name = "<!--" + "0" * 32 + "-->"
+    manager_client.post("/tickets/views/", {"name": name, "query": "priority=High"})
+    headers = {"HX-Request": "true", "HX-Target": target} if target else {}
+    response = manager_client.get("/tickets/", {"priority": "High"}, headers=headers)
+    page = response.content.decode()
+    assert page.count('<section id="ticket-table"') == 1
+    assert page.count('<form id="filters"') == (0 if target == "ticket-table" else 1)
+    if target != "ticket-table":
+        assert page.index('<form id="filters"') < page.index('<section id="ticket-table"')
+        assert page.index('<section id="ticket-table"') < page.index('<form id="save-view"')
+    assert not re.search(r"<!--[0-9a-f]{32}-->", page)
+    assert "&lt;!--" + "0" * 32 + "--&gt;" in page
+    assert f"{listed(response).found} ticket" in page
 
 
 def test_saved_views_are_kept_per_user(client, manager_client, manager, viewer, sandbox):
@@ -322,7 +351,7 @@ def test_a_view_that_cannot_be_saved_keeps_the_name_typed(manager_client, name):
     assert not SavedView.objects.exists()
     form = response.context["view_form"]
     assert form.errors["name"]
-    assert response.context["listing"].filter.priority == "High"
+    assert listed(response).filter.priority == "High"
     if name.strip() and "\x00" not in name:
         assertContains(response, f'value="{name}"', status_code=400)
 
@@ -378,7 +407,7 @@ def test_a_search_thena_fails_keeps_the_filters_and_says_why(viewer_client, sand
     fault(sandbox)
     response = viewer_client.get("/tickets/", params)
     assert response.status_code == 200
-    listing = response.context["listing"]
+    listing = listed(response)
     assert listing.error and listing.tickets == []
     assertContains(response, 'role="alert"')
     assertContains(response, f'<option value="{team["id"]}" selected>')

@@ -1,6 +1,8 @@
 import pytest
 from pytest_django.asserts import assertContains, assertNotContains, assertTemplateUsed
 
+from tests.util import listed
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("thena")]
 
 
@@ -22,14 +24,14 @@ def test_ticket_list_shows_the_newest_tickets_from_thena(viewer_client, sandbox)
     assertTemplateUsed(response, "tickets/ticket_list.html")
     for ticket in newest:
         assertContains(response, f">{ticket['ticketIdentifier']}<")
-    assert len(response.context["listing"].tickets) == 25
-    assert response.context["listing"].has_next
+    assert len(listed(response).tickets) == 25
+    assert listed(response).has_next
 
 
 def test_ticket_list_filters_by_team(viewer_client, sandbox):
     team = sandbox.teams()[0]
     response = viewer_client.get("/tickets/", {"team": team["id"]})
-    tickets = response.context["listing"].tickets
+    tickets = listed(response).tickets
     assert tickets
     assert {t["teamId"] for t in tickets} == {team["id"]}
     assertContains(response, f'<option value="{team["id"]}" selected>')
@@ -38,13 +40,13 @@ def test_ticket_list_filters_by_team(viewer_client, sandbox):
 def test_ticket_list_searches_by_identifier(viewer_client, sandbox):
     target = sandbox.tickets()[7]
     response = viewer_client.get("/tickets/", {"q": target["ticketIdentifier"]})
-    identifiers = [t["ticketIdentifier"] for t in response.context["listing"].tickets]
+    identifiers = [t["ticketIdentifier"] for t in listed(response).tickets]
     assert target["ticketIdentifier"] in identifiers
 
 
 def test_ticket_list_pages_forward(viewer_client):
-    first = viewer_client.get("/tickets/").context["listing"].tickets
-    second = viewer_client.get("/tickets/", {"page": "2"}).context["listing"]
+    first = listed(viewer_client.get("/tickets/")).tickets
+    second = listed(viewer_client.get("/tickets/", {"page": "2"}))
     assert second.page == 2
     assert {t["id"] for t in first}.isdisjoint({t["id"] for t in second.tickets})
     assertContains(viewer_client.get("/tickets/", {"page": "2"}), 'rel="prev"')
@@ -53,7 +55,7 @@ def test_ticket_list_pages_forward(viewer_client):
 def test_ticket_list_ignores_a_nonsense_page_number(viewer_client):
     response = viewer_client.get("/tickets/", {"page": "abc"})
     assert response["Location"] == "/tickets/"
-    assert viewer_client.get(response["Location"]).context["listing"].page == 1
+    assert listed(viewer_client.get(response["Location"])).page == 1
 
 
 def test_htmx_request_gets_only_the_table_fragment(viewer_client):

@@ -59,6 +59,13 @@ def submitted(form: forms.Form, **changes) -> MultiValueDict:
     return data
 
 
+def listed(response):
+    """The list a ticket list page shows: the context of its last render, the table,
+    drawn once Thena has answered (the page around it is drawn while Thena searches)."""
+    context = response.context
+    return (context[-1] if isinstance(context, list) else context)["listing"]
+
+
 def bound_form(edit, **changes):
     """The edit form as the browser posts it back (`submitted` with `changes`), bound to
     the snapshot of the page it was shown on."""

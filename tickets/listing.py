@@ -9,6 +9,7 @@ compares with an ISO date-time, and `_eval()` ranks in `sort_by`.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from django.http import QueryDict
 from .forms import Choices
 from .models import SavedView
 from .services import NO_TEAMS, _datetime, team_choices_load_many, team_list, team_scope_get
-from .thena.client import get_client
+from .thena.client import get_client, start_concurrently
 from .thena.errors import ThenaError
 
 PAGE_SIZE = 25
@@ -302,19 +303,23 @@ def teams_shown(user, flt: TicketFilter) -> tuple[list[dict], TicketFilter]:
     return teams, flt
 
 
-def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
+def ticket_list_start(
+    *, user, flt: TicketFilter, page: int = 1
+) -> tuple[TicketPage, Callable[[], TicketPage]]:
     """One page of the tickets `flt` matches, from one search call (the teams and their
-    choices come from the cache). When the search fails, the page says why and keeps
-    what the filters offer."""
+    choices come from the cache), in two steps: the page as known before the search (its
+    teams, filter and options; no tickets), and a function that waits for the search,
+    sent now, and gives the whole page, meanwhile the caller does what needs no answer.
+    When the search fails, the page says why and keeps what the filters offer."""
     page = max(page, 1)
     try:
         teams, flt = teams_shown(user, flt)
         if not teams and team_scope_get(user) is not None:
-            return TicketPage([], [], flt, page, error=NO_TEAMS)
+            return _known(TicketPage([], [], flt, page, error=NO_TEAMS))
         team_ids = [flt.team] if flt.team else [team["id"] for team in teams]
         choice_sets = team_choices_load_many(team_ids)
     except ThenaError as error:
-        return TicketPage([], [], flt, page, error=error.user_message)
+        return _known(TicketPage([], [], flt, page, error=error.user_message))
     names = Names.of(choice_sets)
     options = _options(names, choice_sets)
     known = {sub_id for sub_id, _ in options.sub_teams}
@@ -323,22 +328,39 @@ def ticket_list(*, user, flt: TicketFilter, page: int = 1) -> TicketPage:
     shown = TicketPage([], teams, flt, page, options=options)
     try:
         params = search_params(flt, names, email=getattr(user, "email", "") or "")
-        result = get_client().search_tickets(
-            params["q"],
-            query_by=QUERY_BY,
-            filter_by=params["filter_by"],
-            sort_by=params["sort_by"],
-            include_fields=INCLUDE_FIELDS,
-            page=page,
-            per_page=PAGE_SIZE,
-        )
     except NoSuchValue as error:
-        return replace(shown, error=str(error))
-    except ThenaError as error:
-        return replace(shown, error=error.user_message)
-    rows = [_row(t) for t in result.items if isinstance(t, dict)]
-    last_page = max(1, math.ceil(result.found / PAGE_SIZE))
-    return replace(shown, tickets=rows, found=result.found, last_page=last_page)
+        return _known(replace(shown, error=str(error)))
+    client = get_client()
+    # The search runs in a worker thread, which reads this process's copy of Thena's
+    # rate-limit pause: bring that up to date from the shared cache first.
+    client.paused_until()
+    answer = start_concurrently(
+        {
+            "search": lambda: client.search_tickets(
+                params["q"],
+                query_by=QUERY_BY,
+                filter_by=params["filter_by"],
+                sort_by=params["sort_by"],
+                include_fields=INCLUDE_FIELDS,
+                page=page,
+                per_page=PAGE_SIZE,
+            )
+        }
+    )
+
+    def finish() -> TicketPage:
+        result = answer()["search"]
+        if isinstance(result, ThenaError):
+            return replace(shown, error=result.user_message)
+        rows = [_row(t) for t in result.items if isinstance(t, dict)]
+        last_page = max(1, math.ceil(result.found / PAGE_SIZE))
+        return replace(shown, tickets=rows, found=result.found, last_page=last_page)
+
+    return shown, finish
+
+
+def _known(page: TicketPage) -> tuple[TicketPage, Callable[[], TicketPage]]:
+    return page, lambda: page
 
 
 # -- saved views ------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The ticket list and its saved views."""
 
 import html
+import secrets
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
@@ -83,31 +85,43 @@ def _row(ticket: dict, *, select: bool, url: str) -> SafeString:
 
 
 def _list_page(request, flt, page_number: int, view_form=None, status=200) -> HttpResponse:
-    page = listing.ticket_list(user=request.user, flt=flt, page=page_number)
-    if page.beyond_end and not page.error:
-        return redirect(_list_url(page.last_query))
+    known, finish = listing.ticket_list_start(user=request.user, flt=flt, page=page_number)
+    # While Thena searches: all that needs no answer, the page around the table included.
     bulk = request.user.has_perm("tickets.bulk_edit")
-    select = bulk and bool(page.filter.team)  # a tick per row, for a bulk edit
-    url = _ticket_urls()
+    select = bulk and bool(known.filter.team)  # a tick per row, for a bulk edit
     context = {
-        "listing": page,
-        "rows": [_row(t, select=select, url=url(t.get("id"))) for t in page.tickets],
+        "listing": known,
         "bulk": bulk,
         "select": select,
-        "views": listing.view_links(request.user, page),
-        "view_form": view_form or SavedViewForm(initial={"query": page.filter.query_string()}),
+        "views": listing.view_links(request.user, known),
+        "view_form": view_form or SavedViewForm(initial={"query": known.filter.query_string()}),
     }
     template = "tickets/ticket_list.html"
-    if not _is_partial(request):
-        return render(request, template, context, status=status)
-    # A change of team changes what the filters offer: the whole list, form included.
-    template += "#ticket-list" if request.htmx.target == "ticket-list" else "#ticket-table"
-    response = render(request, template, context, status=status)
-    # The URL as the list reads it (no empty parameters, nothing it dropped), and no new
-    # history entry when nothing changed (the search box left after its own search).
-    url = _list_url(page.filter.query_string(page.page))
-    same = request.htmx.current_url_abs_path == url
-    response["HX-Push-Url"] = "false" if same else url
+    partial = _is_partial(request)
+    around = slot = None
+    if not partial or request.htmx.target == "ticket-list":
+        # A change of team changes what the filters offer: the whole list, form included.
+        # The table goes where the slot is: a comment no escaped value can spell.
+        slot = mark_safe(f"<!--{secrets.token_hex(16)}-->")
+        around = render_to_string(
+            template + ("#ticket-list" if partial else ""), {**context, "table_slot": slot}, request
+        )
+    page = finish()
+    if page.beyond_end and not page.error:
+        messages.get_messages(request).used = False  # shown by the page redirected to
+        return redirect(_list_url(page.last_query))
+    url = _ticket_urls()
+    context["listing"] = page
+    context["rows"] = [_row(t, select=select, url=url(t.get("id"))) for t in page.tickets]
+    table = render_to_string(template + "#ticket-table", context, request)
+    body = table if around is None else around.replace(slot, table, 1)
+    response = HttpResponse(body, status=status)
+    if partial:
+        # The URL as the list reads it (no empty parameters, nothing it dropped), and no
+        # new history entry when nothing changed (the search box left after its search).
+        url = _list_url(page.filter.query_string(page.page))
+        same = request.htmx.current_url_abs_path == url
+        response["HX-Push-Url"] = "false" if same else url
     return response
 
 
