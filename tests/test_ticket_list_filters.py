@@ -204,7 +204,8 @@ def test_the_url_holds_the_whole_list_and_the_pager_keeps_it(viewer_client, sand
     assert listing.last_page > 1
     nxt = parse_qs(listing.next_query)
     assert nxt == {"team": [team["id"]], "q": ["a"], "sort": ["created_asc"], "page": ["2"]}
-    assertContains(response, f'href="?{listing.next_query.replace("&", "&amp;")}" rel="next"')
+    next_link = listing.next_query.replace("&", "&amp;")
+    assertContains(response, f'href="/tickets/?{next_link}" rel="next"')
     # The controls show what the URL says.
     assertContains(response, '<option value="created_asc" selected>')
     assertContains(response, 'name="q" value="a"')
@@ -354,6 +355,12 @@ def test_a_view_that_cannot_be_saved_keeps_the_name_typed(manager_client, name):
     assert listed(response).filter.priority == "High"
     if name.strip() and "\x00" not in name:
         assertContains(response, f'value="{name}"', status_code=400)
+
+
+def test_the_pager_of_a_refused_view_leads_to_the_list(manager_client):
+    # The page is the answer to a POST to /tickets/views/: "?page=2" alone would go there.
+    response = manager_client.post("/tickets/views/", {"name": "x" * 61, "query": ""})
+    assertContains(response, 'href="/tickets/?page=2" rel="next"', status_code=400)
 
 
 def test_views_are_limited_per_user(manager_client, manager):
