@@ -242,3 +242,53 @@
     if (button && !button.hidden) show(button);
   });
 })();
+
+// A change of team swaps the whole list, filters included (#ticket-list), as the form was
+// when the team changed. A filter set or a word typed while that loads would go with the
+// old form: it is carried into the new one, which then fetches its own table.
+(function () {
+  var sent = null; // the filters as the change of team sent them
+  var kept = null; // what the user changed since
+
+  function values(form) {
+    var all = {};
+    new FormData(form).forEach(function (value, name) { all[name] = value; });
+    return all;
+  }
+  function teamChange(event) {
+    var target = event.detail.target;
+    return target && target.id === "ticket-list" && document.getElementById("filters");
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = teamChange(event);
+    if (form) sent = values(form);
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var form = teamChange(event);
+    if (!form || !sent) return;
+    var now = values(form);
+    kept = {};
+    Object.keys(now).forEach(function (name) {
+      if (name !== "team" && now[name] !== sent[name]) kept[name] = now[name];
+    });
+    sent = null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var form = kept && document.getElementById("filters");
+    var changed = false;
+    Object.keys(kept || {}).forEach(function (name) {
+      var control = form.elements[name];
+      if (!control || control.value === kept[name]) return;
+      // A choice the new team does not offer stays as the new list has it.
+      if (control.tagName === "SELECT" && !Array.prototype.some.call(control.options,
+        function (option) { return option.value === kept[name]; })) return;
+      control.value = kept[name];
+      if (control === document.activeElement && control.setSelectionRange) {
+        control.setSelectionRange(control.value.length, control.value.length);
+      }
+      changed = true;
+    });
+    kept = null;
+    if (changed) form.requestSubmit();
+  });
+})();

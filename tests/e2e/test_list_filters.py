@@ -330,6 +330,33 @@ def test_changing_team_drops_the_old_teams_sub_team(
     assert "subteam" not in _params(page.url), page.url
 
 
+@pytest.mark.parametrize("late", ["priority", "search"])
+def test_a_filter_changed_while_a_new_team_loads_is_kept(
+    page, live_server, manager, login, sandbox, sup, bil, late
+):
+    login(manager.username, PASSWORD)
+    page.goto(f"{live_server.url}/tickets/?team={sup['id']}")
+    sandbox.config.latency_ms = 400  # the new team's list takes a while
+    page.get_by_label("Team", exact=True).select_option(bil["id"])
+    if late == "priority":
+        page.get_by_label("Priority").select_option("High")
+        expected = _expected(sandbox, team=bil["id"], priority="High")
+    else:
+        page.get_by_label("Search").press_sequentially("invoice", delay=30)
+        expected = _expected(sandbox, team=bil["id"], q="invoice")
+    assert 0 < len(expected) < len(_expected(sandbox, team=bil["id"]))
+
+    # The new team's filters hold the late change, and the list and the URL follow it.
+    expect(page).to_have_url(re.compile(r"[?&](priority=High|q=invoice)(&|$)"))
+    _expect_list(page, expected)
+    sandbox.config.latency_ms = 0
+    page.wait_for_timeout(500)  # nothing late undoes it
+    _expect_list(page, expected)
+    expect(page.get_by_label("Search")).to_have_value("invoice" if late == "search" else "")
+    _expect_controls_as_url(page)
+    assert _params(page.url)["team"] == [bil["id"]]
+
+
 # -- without JavaScript ----------------------------------------------------------------------
 
 
@@ -579,6 +606,7 @@ def test_the_filtered_list_at_desktop_and_phone_sizes(
     name = "phone" if screen is PHONE else "desktop"
     login(manager.username, PASSWORD)
     SavedView.objects.create(owner=manager, name="Urgent & unassigned", query="priority=Urgent")
+    SavedView.objects.create(owner=manager, name="W" * 60, query="priority=Low")  # no space
     page.goto(f"{live_server.url}/tickets/?team={sup['id']}")
     toggle = page.get_by_role("button", name=re.compile(r"^Filters"))
     if screen is PHONE:  # folded behind one button, the search beside it
