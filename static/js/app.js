@@ -255,17 +255,18 @@
     new FormData(form).forEach(function (value, name) { all[name] = value; });
     return all;
   }
-  function teamChange(event) {
+  // The filters, when `event` is about a change of team (a request for #ticket-list).
+  function filtersOfTeamChange(event) {
     var target = event.detail.target;
     return target && target.id === "ticket-list" && document.getElementById("filters");
   }
   document.addEventListener("htmx:beforeRequest", function (event) {
-    var form = teamChange(event);
+    var form = filtersOfTeamChange(event);
     if (form) sent = values(form);
   });
   document.addEventListener("htmx:beforeSwap", function (event) {
-    var form = teamChange(event);
-    if (!form || !sent) return;
+    var form = filtersOfTeamChange(event);
+    if (!form || !sent || !event.detail.shouldSwap) return;
     var now = values(form);
     kept = {};
     Object.keys(now).forEach(function (name) {
