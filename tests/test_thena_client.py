@@ -633,6 +633,18 @@ def test_an_unknown_ticket_is_not_found(thena):
         thena.update_ticket("NOSUCHTICKET", {"title": "x"})
 
 
+@pytest.mark.parametrize(
+    "ticket_id", ["status", "Priority", "TYPE", "sentiment", "bulk", "search-tickets", ".", ".."]
+)
+def test_an_id_that_names_another_route_is_not_found_and_not_sent(thena, sandbox, ticket_id):
+    # GET /v1/tickets/status is Thena's list of statuses; "." would be resolved away.
+    with pytest.raises(ThenaNotFound):
+        thena.get_ticket(ticket_id)
+    with pytest.raises(ThenaNotFound):
+        thena.update_ticket(ticket_id, {"title": "x"})
+    assert sandbox.requests == []
+
+
 def test_a_wrong_key_is_an_auth_error(sandbox):
     client = ThenaClient(SANDBOX_BASE_URL, "wrong-key", transport=sandbox_transport(sandbox))
 

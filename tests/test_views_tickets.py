@@ -87,3 +87,11 @@ def test_healthz_says_degraded_but_answers_200_when_thena_refuses_the_key(client
     assert response.json()["ok"] is True
     assert response.json()["status"] == "degraded"
     assert response.json()["thena"].startswith("error:")
+
+
+@pytest.mark.parametrize("segment", ["status", "priority", "type", "sentiment", "%2e"])
+def test_a_ticket_url_that_names_another_route_of_thena_is_a_404(manager_client, sandbox, segment):
+    sandbox.requests.clear()
+    assert manager_client.get(f"/tickets/{segment}/").status_code == 404
+    assert manager_client.post(f"/tickets/{segment}/", {"title": "x"}).status_code == 404
+    assert [r for r in sandbox.requests if r.path.startswith("/v1/tickets")] == []

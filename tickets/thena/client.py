@@ -187,8 +187,24 @@ def _moment(unix_seconds: str | None) -> datetime | None:
 
 
 def _id(value: str) -> str:
-    """A path segment: ids are quoted, so "a/b" cannot reach another route."""
+    """A path segment: ids are quoted, so "a/b" cannot reach another route. "." and ".."
+    would be resolved away, so no id is either: nothing is sent for them."""
+    if str(value) in (".", ".."):
+        raise ThenaNotFound(detail="not sent: no id is a dot segment")
     return quote(str(value), safe="")
+
+
+# Thena routes these under /v1/tickets/ itself (thena-api.md §4.3, §4.4, §5), matching
+# any case: no ticket has one as its id, and asking would call a lookup or a bulk update.
+_TICKET_PATH_WORDS = frozenset(
+    {"status", "priority", "type", "sentiment", "bulk", "search-tickets"}
+)
+
+
+def _ticket_id(value: str) -> str:
+    if str(value).lower() in _TICKET_PATH_WORDS:
+        raise ThenaNotFound(detail="not sent: no ticket has this id")
+    return _id(value)
 
 
 # Per-call logs and metrics, and the request id, for `_request`
@@ -270,7 +286,7 @@ class ThenaClient:
     # Tickets
 
     def get_ticket(self, ticket_id: str) -> dict:
-        return _dict(self._request("GET", f"/v1/tickets/{_id(ticket_id)}"))
+        return _dict(self._request("GET", f"/v1/tickets/{_ticket_id(ticket_id)}"))
 
     def list_tickets(
         self,
@@ -313,7 +329,7 @@ class ThenaClient:
     def update_ticket(self, ticket_id: str, body: dict) -> dict:
         """Sends `body` as given: the caller decides which fields change. Any 2xx answer
         that is not this ticket leaves the outcome unknown."""
-        path = f"/v1/tickets/{_id(ticket_id)}"
+        path = f"/v1/tickets/{_ticket_id(ticket_id)}"
         return self._request("PATCH", path, json=body, check=_is_ticket(ticket_id))
 
     def bulk_update_tickets(self, ticket_ids: list[str], fields: dict) -> BulkUpdate:
