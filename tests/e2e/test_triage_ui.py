@@ -131,6 +131,19 @@ def test_ticket_page_fits_and_recent_changes_reaches_the_history(
     page.screenshot(path=SCREENSHOTS / "triage-ticket-history-phone.png", caret="initial")
 
 
+@pytest.mark.parametrize("screen", [PHONE], ids=["phone"])
+@pytest.mark.parametrize("who", ["manager", "viewer"])
+def test_a_long_unbroken_title_wraps_on_a_phone(
+    screen, who, request, page, live_server, login, thena, ticket
+):
+    title = "Upload fails: https://storage.example.com/" + "a1b2c3" * 30
+    thena.update_ticket(ticket["id"], {"title": title})
+    login(request.getfixturevalue(who).username, PASSWORD)
+    _open(page, live_server, ticket)
+    expect(page.get_by_role("heading", level=1)).to_contain_text(title[:40])
+    _no_sideways_scroll(page)
+
+
 @SCREENS
 def test_audit_and_bulk_pages_fit_the_screen(
     screen, page, live_server, manager, login, sandbox, ticket, shot
