@@ -401,8 +401,10 @@ def test_entry_numbers_follow_across_outcomes(manager):
 
 
 def test_a_history_entry_renders_the_same(manager):
+    import copy
     import dataclasses
     import zoneinfo
+    from datetime import timedelta
 
     from django.utils import timezone
 
@@ -429,6 +431,14 @@ def test_a_history_entry_renders_the_same(manager):
         dataclasses.replace(items[1], drift_of_number=3),
     ]
     variants[-1].entry.actor_username = ""
+    earlier = dataclasses.replace(items[0], entry=copy.copy(items[0].entry))
+    earlier.entry.created_at -= timedelta(hours=3, minutes=5)
+    variants.append(earlier)
+    # How long ago, the moment itself on hover.
+    for item, ago in ((items[0], "just now"), (earlier, "3\xa0hours, 5\xa0minutes ago")):
+        shown = DJANGO.render(widgets.HISTORY_ITEM, {"item": item})
+        moment = timezone.localtime(item.entry.created_at)
+        assert f'title="{moment:%Y-%m-%d %H:%M} UTC">{ago}</time>' in shown
     for zone in ("UTC", "America/St_Johns", "Asia/Kathmandu"):
         with timezone.override(zoneinfo.ZoneInfo(zone)):
             for item in variants:

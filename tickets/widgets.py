@@ -31,6 +31,8 @@ from django.urls import reverse
 from django.utils.safestring import SafeData, SafeString
 from django.utils.timezone import template_localtime
 
+from .templatetags.moments import ago
+
 WIDGETS = "django/forms/widgets/"
 
 # Django's templates, as this module reproduces them (django/forms/templates/).
@@ -133,12 +135,13 @@ EDIT_FIELD_SOURCE = (
 HISTORY_ITEM = "tickets/history_item.html"
 HISTORY_ITEM_SOURCE = (
     "{# One entry of the ticket page's history panel. tickets/widgets.py renders it in Python "
-    "while this file reads as HISTORY_ITEM_SOURCE there. #}\n"
+    "while this file reads as HISTORY_ITEM_SOURCE there. #}{% load moments %}\n"
     '    <article class="history-entry{% if item.external %} external{% endif %}">\n'
     '      <p>{% if item.external %}<span class="badge source-thena">In Thena</span>{% else %}'
     '<span class="badge outcome-{{ item.outcome }}">{{ item.outcome }}</span>{% endif %}\n'
-    '        <a href="{{ item.url }}"><time datetime="{{ item.entry.created_at|date:\'c\' }}">'
-    '{{ item.entry.created_at|date:"j M Y, H:i" }}</time></a>\n'
+    '        <a href="{{ item.url }}"><time datetime="{{ item.entry.created_at|date:\'c\' }}" '
+    'title="{{ item.entry.created_at|date:"Y-m-d H:i T" }}">{{ item.entry.created_at|ago }}'
+    "</time></a>\n"
     '        by {{ item.entry.actor_username|default:"someone" }}</p>\n'
     '      {% if item.drift_of_number %}<p class="small drift" role="note"><strong>Tug of war:'
     "</strong> this undid the dashboard\u2019s edit <a href=\"{% url 'audit:detail' "
@@ -332,8 +335,9 @@ def _history_item(item) -> str:
     return (
         f'<article class="history-entry{" external" if item.external else ""}">\n'
         f"      <p>{badge}\n"
-        f'        <a href="{_text(item.url)}"><time datetime="{_text(date_filter(moment, "c"))}">'
-        f"{_text(date_filter(moment, 'j M Y, H:i'))}</time></a>\n"
+        f'        <a href="{_text(item.url)}"><time datetime="{_text(date_filter(moment, "c"))}" '
+        f'title="{_text(date_filter(moment, "Y-m-d H:i T"))}">{_text(ago(entry.created_at))}'
+        "</time></a>\n"
         f"        by {_text(entry.actor_username or 'someone')}</p>\n"
         "      \n"
         "      \n"
