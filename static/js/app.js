@@ -170,7 +170,9 @@
     var key = event.key || ""; // none on the keydown of an autofill
     var command = event.ctrlKey || event.metaKey;
     if (command && !event.altKey && !event.shiftKey && key.toLowerCase() === "s") {
-      if (save()) event.preventDefault(); // also while typing: no browser "Save page"
+      // Also while typing: no browser "Save page". Not while a modal dialog is open: the
+      // form behind it is inert.
+      if (document.querySelector("dialog[open]") || save()) event.preventDefault();
       return;
     }
     if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;

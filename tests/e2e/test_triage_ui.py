@@ -299,6 +299,29 @@ def test_ctrl_s_saves_through_htmx_while_typing_and_only_that_change_is_sent(
     assert page.evaluate("window.stillThisPage") is True
 
 
+def test_ctrl_s_does_not_save_through_the_open_keys_overlay(
+    page, live_server, manager, login, sandbox, ticket
+):
+    login(manager.username, PASSWORD)
+    _open(page, live_server, ticket)
+    page.evaluate("addEventListener('keydown', e => { window.saveKept = e.defaultPrevented })")
+    page.locator("#edit-form").get_by_label("Title", exact=True).fill("Not yet")
+    page.get_by_role("button", name="Shortcuts").click()
+    expect(page.locator("#keys-help")).to_be_visible()
+    sandbox.requests.clear()
+
+    page.keyboard.press("Control+s")
+    page.wait_for_timeout(300)  # a save would have gone by now
+
+    assert _patches(sandbox) == [] and sandbox.requests == []
+    assert page.evaluate("window.saveKept") is True  # nor the browser's "Save page"
+    page.keyboard.press("Escape")
+    with page.expect_response(lambda r: r.request.method == "POST"):
+        page.keyboard.press("Control+s")  # closed: it saves
+    expect(page.get_by_text("Saved 1 change(s) to Thena.")).to_be_visible()
+    assert _patches(sandbox) == [{"title": "Not yet"}]
+
+
 def test_skip_link_moves_focus_to_save(page, live_server, manager, login, ticket, shot):
     login(manager.username, PASSWORD)
     _open(page, live_server, ticket)
