@@ -157,9 +157,11 @@ class _TreeBuilder(HTMLParser):
 
 
 def parse(html: str) -> _Element:
-    """The document tree of `html` (input stream preprocessing: CR LF and CR become LF)."""
+    """The document tree of `html` (input stream preprocessing: CR LF and CR become LF). A
+    null character becomes U+FFFD, as in an attribute value or a textarea's text (the
+    only text a form submits; elsewhere the HTML parser drops it)."""
     builder = _TreeBuilder()
-    builder.feed(html.replace("\r\n", "\n").replace("\r", "\n"))
+    builder.feed(html.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd"))
     builder.close()
     return builder.document
 
@@ -171,9 +173,9 @@ def _strip_newlines(value: str) -> str:
     return value.replace("\r", "").replace("\n", "")
 
 
-_FLOAT = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
-_DATE = r"(\d{4,})-(\d\d)-(\d\d)"
-_TIME = r"(\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?"
+_FLOAT = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_DATE = r"([0-9]{4,})-([0-9]{2})-([0-9]{2})"
+_TIME = r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,3}))?)?"
 
 
 def _float(value: str) -> float | None:
@@ -191,7 +193,8 @@ def _days_in_month(year: int, month: int) -> int:
 
 def _valid_date(year: str, month: str, day: str | None = None) -> bool:
     y, m = int(year), int(month)
-    return y > 0 and 1 <= m <= 12 and (day is None or 1 <= int(day) <= _days_in_month(y, m))
+    valid = y > 0 and 1 <= m <= 12 and (day is None or 1 <= int(day) <= _days_in_month(y, m))
+    return valid and (y, m, int(day or 1)) <= (275760, 9, 13)  # JavaScript's last day
 
 
 def _valid_time(hours: str, minutes: str, seconds: str | None) -> bool:
@@ -268,10 +271,10 @@ def sanitize(input_type: str, value: str, attrs: dict[str, str] | None = None) -
         match = re.fullmatch(_DATE, value)
         return value if match and _valid_date(*match.groups()) else ""
     if input_type == "month":
-        match = re.fullmatch(r"(\d{4,})-(\d\d)", value)
+        match = re.fullmatch(r"([0-9]{4,})-([0-9]{2})", value)
         return value if match and _valid_date(*match.groups()) else ""
     if input_type == "week":
-        match = re.fullmatch(r"(\d{4,})-W(\d\d)", value)
+        match = re.fullmatch(r"([0-9]{4,})-W([0-9]{2})", value)
         valid = match and int(match[1]) > 0 and 1 <= int(match[2]) <= _weeks_in_year(int(match[1]))
         return value if valid else ""
     if input_type == "time":

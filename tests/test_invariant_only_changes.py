@@ -685,6 +685,10 @@ def test_untouched_due_date_at_an_ambiguous_local_time_does_not_block_a_title_ed
         ("XSUPDATE", "2026-03-05T00:00:00.000Z"),  # a date as JavaScript's toISOString()
         ("XSUPDECIMAL", "1,234.50"),
         ("XSUPDECIMAL", "$12.50"),
+        ("XSUPDECIMAL", "1e400"),  # no double holds it
+        ("XSUPDECIMAL", "\u0664\u0662"),  # Arabic-Indic digits
+        ("XSUPDATE", "99999-01-01"),  # past Python's last year, not Chromium's
+        ("XSUPNOTES", "a\x00b"),  # the page shows U+FFFD
     ],
 )
 def test_untouched_custom_field_the_browser_cannot_show_is_not_cleared(
@@ -734,3 +738,12 @@ def test_untouched_due_date_before_the_year_1000_is_not_cleared(sandbox, thena, 
     response, patches, errors = _save(manager_client, sandbox, url, data, "")
     assert (response.status_code, errors) == (302, None)
     assert patches == [{"title": "Only this"}]
+
+
+def test_an_untouched_null_character_is_not_sent_back_as_u_fffd(sandbox, thena, manager_client):
+    ticket_id, _ = _sup_ticket(sandbox, description="a\x00b", title="x\x00y")
+    url = f"/tickets/{ticket_id}/"
+    data = replace(_open(manager_client, url, ""), "aiGeneratedSummary", "Only this")
+    response, patches, errors = _save(manager_client, sandbox, url, data, "")
+    assert (response.status_code, errors) == (302, None)
+    assert patches == [{"aiGeneratedSummary": "Only this"}]

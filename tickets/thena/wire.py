@@ -6,6 +6,7 @@ call these and convert nothing themselves.
 
 import hashlib
 import json
+import math
 import re
 from datetime import UTC, date, datetime
 
@@ -327,17 +328,26 @@ _NO_NEWLINES = {"text", "search", "tel", "password"}
 _TRIMMED = {"email", "url"}
 
 
-_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
-_DATE = re.compile(r"(\d{4,})-(\d{2})-(\d{2})")
-_LOCAL = re.compile(r"(\d{4,}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?")
+# Chromium reads ASCII digits only, numbers a double holds, and dates up to JavaScript's
+# last day.
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_DATE = re.compile(r"(\d{4,})-(\d{2})-(\d{2})", re.ASCII)
+_LOCAL = re.compile(
+    r"(\d{4,}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?", re.ASCII
+)
+_LAST_DAY = (275760, 9, 13)
 
 
 def _valid_date(text: str) -> bool:
     match = _DATE.fullmatch(text)
+    if not match:
+        return False
+    year, month, day = map(int, match.groups())
     try:
-        return bool(match) and date(*map(int, match.groups())) is not None
+        date(2000 + year % 400, month, day)  # the calendar repeats every 400 years
     except ValueError:
         return False
+    return year > 0 and (year, month, day) <= _LAST_DAY
 
 
 def _local(text: str) -> str:
@@ -360,8 +370,9 @@ def _line_breaks(text: str) -> str:
 
 def _browser_text(widget: forms.Widget, text: str) -> str:
     """The value sanitisation a browser applies before submitting (HTML §4.10.5): what
-    it cannot show (a date that is no date, text in a number box) it sends as empty."""
-    text = _line_breaks(text)
+    it cannot show (a date that is no date, text in a number box) it sends as empty. A
+    null character reaches it as U+FFFD, as the HTML parser reads one in a value."""
+    text = _line_breaks(text).replace("\x00", "\ufffd")
     kind = getattr(widget, "input_type", None)
     if kind in _NO_NEWLINES or kind in _TRIMMED:
         text = text.replace("\n", "")
@@ -369,7 +380,7 @@ def _browser_text(widget: forms.Widget, text: str) -> str:
         text = text.strip(" \t\n\f")
     match kind:
         case "number":
-            return text if _NUMBER.fullmatch(text) else ""
+            return text if _NUMBER.fullmatch(text) and math.isfinite(float(text)) else ""
         case "date":
             return text if _valid_date(text) else ""
         case "datetime-local":
