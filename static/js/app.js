@@ -295,3 +295,69 @@
     if (changed) form.requestSubmit();
   });
 })();
+
+// A number or date the browser cannot read ("12e", 30 February, a date half deleted:
+// validity.badInput) is sent as empty, which reads as clearing the field. Its inline check
+// and the save stop here instead, with the reason beside the field and the input kept.
+(function () {
+  var NOTE = "data-unreadable";
+
+  function unreadable(inputs) {
+    return Array.prototype.filter.call(inputs, function (input) {
+      return input.validity && input.validity.badInput;
+    });
+  }
+  function say(input) {
+    var field = input.closest(".field") || input.parentNode;
+    if (field.querySelector("[" + NOTE + "]")) return;
+    var note = document.createElement("p");
+    note.className = "field-error";
+    note.id = input.id + "_unreadable";
+    note.setAttribute(NOTE, "");
+    note.textContent = input.type === "number" ? "Enter a number, or leave it empty."
+      : "Enter a whole date" + (input.type === "date" ? "" : " and time") + ", or clear it.";
+    field.appendChild(note);
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby",
+      ((input.getAttribute("aria-describedby") || "") + " " + note.id).trim());
+  }
+  function unsay(input) {
+    var field = input.closest(".field") || input.parentNode;
+    var note = field.querySelector("[" + NOTE + "]");
+    if (!note) return;
+    note.remove();
+    var rest = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+      return id && id !== note.id;
+    });
+    if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+    else input.removeAttribute("aria-describedby");
+    input.removeAttribute("aria-invalid");
+  }
+
+  // Capture, on the document: before htmx, listening on the form, sends it.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.id !== "edit-form") return;
+    var bad = unreadable(form.elements);
+    Array.prototype.forEach.call(form.elements, function (input) {
+      if (bad.indexOf(input) === -1) unsay(input);
+    });
+    if (!bad.length) return;
+    bad.forEach(say);
+    event.preventDefault();
+    event.stopPropagation();
+    bad[0].focus();
+  }, true);
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var field = event.detail.elt;
+    if (!field.matches || !field.matches(".field[hx-post]")) return;
+    var bad = unreadable(field.querySelectorAll("input"));
+    if (!bad.length) return;
+    event.preventDefault(); // the server would answer for an empty field, and replace it
+    bad.forEach(say);
+  });
+  document.addEventListener("input", function (event) {
+    var input = event.target;
+    if (input.validity && !input.validity.badInput && input.closest) unsay(input);
+  });
+})();

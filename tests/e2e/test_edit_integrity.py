@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import PHONE
+from tests.util import SANDBOX_VARIANTS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("thena")]
 
@@ -502,3 +503,53 @@ def test_an_upstream_failure_after_sending_keeps_the_input(
     page.get_by_role("link", name="← Tickets").click(no_wait_after=True)
     _wait_for_dialog(page, dialogs)
     assert dialogs == ["beforeunload"]
+
+
+@pytest.mark.parametrize(
+    "sandbox_config", [SANDBOX_VARIANTS["echo-and-objects"]], indirect=True, ids=["typed-cf"]
+)
+def test_a_number_the_browser_cannot_read_is_kept_and_not_sent_as_a_clear(
+    page, live_server, manager, login, sandbox
+):
+    # "12e" in a number box: the browser would submit it as empty, which reads as clearing
+    # the field. Its inline check and the save stop, and say why, with the input kept.
+    ticket = next(t for t in sandbox.tickets() if t["teamIdentifier"] == "BIL")
+    login(manager.username, PASSWORD)
+    _open(page, live_server, ticket)
+    users = _form(page).get_by_label("Affected users", exact=True)
+    uid = users.get_attribute("id").removeprefix("id_cf__")
+    others = [i for i in ticket.get("customFieldValues") or [] if i.get("customFieldId") != uid]
+    held = {"customFieldId": uid, "data": [{"value": "42"}]}
+    sandbox.put_ticket(ticket["id"], customFieldValues=[*others, held])
+    _open(page, live_server, ticket)
+    expect(users).to_have_value("42")
+    users.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("12e")
+    page.keyboard.press("Tab")  # the field's inline check
+    note = page.locator(".field-error[data-unreadable]")
+    expect(note).to_have_text("Enter a number, or leave it empty.")
+    expect(users).to_have_attribute("aria-invalid", "true")
+    sandbox.requests.clear()
+
+    _form(page).get_by_label("Title", exact=True).fill("Saved with the number fixed")
+    _form(page).get_by_role("button", name="Save to Thena").click()
+    page.wait_for_timeout(300)  # a save would have gone by now
+
+    expect(users).to_be_focused()
+    assert users.evaluate("input => input.validity.badInput")  # still "12e" on the screen
+    assert [r for r in sandbox.requests if r.method in ("POST", "PATCH")] == []
+    assert _patches(sandbox) == []
+
+    page.keyboard.press("Backspace")  # "12"
+    expect(note).to_have_count(0)
+    _save(page)
+    expect(page.get_by_text(SAVED)).to_be_visible()
+    [patch] = _patches(sandbox)
+    assert patch["title"] == "Saved with the number fixed"
+    [users_value] = [
+        item["data"]
+        for item in patch["customFieldValues"]
+        if item["data"] and item["data"][0].get("value") in ("12", 12)
+    ]
+    assert users_value
