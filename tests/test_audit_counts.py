@@ -216,8 +216,11 @@ def chart_from_rows(filters: AuditFilter, team_ids=None) -> dict[date, int]:
     reverted = set(AuditEntry.objects.exclude(revert_of=None).values_list("revert_of", flat=True))
     per_day = Counter()
     for e in AuditEntry.objects.filter(action__in=queries.CHANGES):
+        day = timezone.localtime(e.created_at).date()
         if (
             (team_ids is None or e.team_id in team_ids)
+            and (not filters.since or day >= filters.since)
+            and (not filters.until or day <= filters.until)
             and (not filters.outcome or current[e.id] == filters.outcome)
             and (not filters.field or (e.id, filters.field) in fields)
             and (filters.source != "thena" or e.action == "ticket.external")
@@ -226,7 +229,7 @@ def chart_from_rows(filters: AuditFilter, team_ids=None) -> dict[date, int]:
             and (not filters.ticket or filters.ticket in (e.ticket_id, e.ticket_identifier))
             and (filters.revert != "reverted" or e.id in reverted)
         ):
-            per_day[timezone.localtime(e.created_at).date()] += 1
+            per_day[day] += 1
     return dict(per_day)
 
 
